@@ -1,0 +1,42 @@
+package tokenbroker
+
+import "time"
+
+// RefreshedEvent is published on token.refreshed.<credential_id> once per
+// token acquired or refreshed.
+type RefreshedEvent struct {
+	EventID      string    `json:"event_id"` // a fresh UUID, also the Nats-Msg-Id header
+	CredentialID string    `json:"credential_id"`
+	AccessToken  string    `json:"accesstoken"`
+	TokenType    string    `json:"token_type"`
+	ExpiresOn    string    `json:"expires_on"` // Unix seconds, as a string
+	ExpiresIn    int64     `json:"expires_in"` // seconds left when published
+	Action       string    `json:"action"`
+	RefreshedAt  time.Time `json:"refreshed_at"` // RFC 3339
+}
+
+// FailedEvent is published on token.failed.<credential_id> when a refresh
+// fails for good, for example with invalid_grant. It never carries a secret.
+type FailedEvent struct {
+	EventID      string    `json:"event_id"`
+	CredentialID string    `json:"credential_id"`
+	Error        string    `json:"error"`
+	Description  string    `json:"error_description"`
+	At           time.Time `json:"at"`
+}
+
+// Publisher pushes events to consumers. Implementations must be safe for
+// concurrent use and must not block for long: a credential's actor calls them.
+type Publisher interface {
+	PublishRefreshed(RefreshedEvent)
+	PublishFailed(FailedEvent)
+}
+
+// NopPublisher drops every event.
+type NopPublisher struct{}
+
+// PublishRefreshed implements Publisher.
+func (NopPublisher) PublishRefreshed(RefreshedEvent) {}
+
+// PublishFailed implements Publisher.
+func (NopPublisher) PublishFailed(FailedEvent) {}

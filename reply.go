@@ -1,0 +1,93 @@
+package tokenbroker
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// The original helper's four action phrases. Clients match on them, so they
+// are part of the contract, letter for letter.
+const (
+	ActionNew             = "retrieved new token"
+	ActionExisting        = "returned existing token"
+	ActionRefreshed       = "refreshed existing token"
+	ActionReplacedExpired = "retrieved new token to replace expired token"
+)
+
+// Reply is a successful answer. The original helper's three fields come
+// first so that its clients, which read accesstoken, see the same document.
+type Reply struct {
+	AccessToken  string `json:"accesstoken"`
+	ExpiresOn    string `json:"expires_on"` // Unix seconds, as a string, as the original sent it
+	Action       string `json:"action"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"` // seconds left at the time of the reply
+	CredentialID string `json:"credential_id"`
+}
+
+// ErrorReply is the body of a failed answer.
+type ErrorReply struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+// NewReply builds the reply for a token that expires at expiresOn, as seen at now.
+func NewReply(credentialID, accessToken, tokenType string, expiresOn time.Time, action string, now time.Time) Reply {
+	return Reply{
+		AccessToken:  accessToken,
+		ExpiresOn:    strconv.FormatInt(expiresOn.Unix(), 10),
+		Action:       action,
+		TokenType:    tokenType,
+		ExpiresIn:    secondsLeft(expiresOn, now),
+		CredentialID: credentialID,
+	}
+}
+
+// EncodeError returns the JSON body of an error reply.
+func EncodeError(e *Error) []byte {
+	b, _ := json.Marshal(ErrorReply{Error: e.OAuth, Description: e.Description})
+	return b
+}
+
+// CachedReply is a token's "returned existing token" reply, encoded once when
+// the token is stored and completed per request with the only field that
+// changes with time, expires_in. It keeps the cache-hit path free of JSON
+// encoding and of allocations beyond the output buffer.
+type CachedReply struct {
+	prefix    []byte // {"accesstoken":...,"expires_in":
+	suffix    []byte // ,"credential_id":"..."}
+	expiresOn time.Time
+}
+
+// NewCachedReply encodes the parts of a reply that do not change.
+func NewCachedReply(credentialID, accessToken, tokenType string, expiresOn time.Time) *CachedReply {
+	head, _ := json.Marshal(struct {
+		AccessToken string `json:"accesstoken"`
+		ExpiresOn   string `json:"expires_on"`
+		Action      string `json:"action"`
+		TokenType   string `json:"token_type"`
+	}{accessToken, strconv.FormatInt(expiresOn.Unix(), 10), ActionExisting, tokenType})
+	id, _ := json.Marshal(credentialID)
+	prefix := append(head[:len(head)-1:len(head)-1], `,"expires_in":`...)
+	suffix := append(append([]byte(`,"credential_id":`), id...), '}')
+	return &CachedReply{prefix: prefix, suffix: suffix, expiresOn: expiresOn}
+}
+
+// AppendTo appends the complete reply, as seen at now, to dst.
+func (c *CachedReply) AppendTo(dst []byte, now time.Time) []byte {
+	dst = append(dst, c.prefix...)
+	dst = strconv.AppendInt(dst, secondsLeft(c.expiresOn, now), 10)
+	return append(dst, c.suffix...)
+}
+
+// Len is an upper bound of the encoded reply's length, for sizing buffers.
+func (c *CachedReply) Len() int { return len(c.prefix) + len(c.suffix) + 20 }
+
+func secondsLeft(expiresOn, now time.Time) int64 {
+	left := int64(expiresOn.Sub(now) / time.Second)
+	if left < 0 {
+		return 0
+	}
+	return left
+}

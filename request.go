@@ -1,0 +1,119 @@
+package tokenbroker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// MaxRequestBytes bounds a token request on every transport. A real request
+// is well under 1 KiB; anything near this limit is abuse or a bug.
+const MaxRequestBytes = 64 << 10
+
+// MaxMinTTL bounds min_ttl. No IdP issues tokens valid for more than a day,
+// so a larger min_ttl could never be met and would only force IdP calls.
+const MaxMinTTL = 24 * 60 * 60
+
+// MaxFieldBytes bounds each string field, so a request cannot make the broker
+// hash or hold large values. Azure AD's own limits are far lower.
+const MaxFieldBytes = 4 << 10
+
+// Request is what a caller asks for, on token.request or POST /requesttoken.
+// Exactly one of Username (with Password) or Credential is set.
+type Request struct {
+	// Username and Password are the original helper's pass-through request,
+	// served with the default profile and the password grant.
+	Username string `json:"username,omitempty"`
+	Password Secret `json:"password,omitempty"`
+	// Credential names a credential declared in TOKENBROKER_CONFIG.
+	Credential string `json:"credential,omitempty"`
+	// ForceRefresh skips the cache: for a caller whose cached token got a 401.
+	ForceRefresh bool `json:"force_refresh,omitempty"`
+	// MinTTL, in seconds, is how long the returned token must stay valid at
+	// least. Zero means the credential's refresh threshold alone decides.
+	MinTTL int64 `json:"min_ttl,omitempty"`
+}
+
+// IsPassword reports whether r is a username/password request.
+func (r *Request) IsPassword() bool { return r.Username != "" }
+
+// DecodeRequest parses and validates a request body. Every failure is an
+// *Error with code 400 (413 when data is over MaxRequestBytes) whose
+// description says what is wrong, without echoing any value of the request.
+func DecodeRequest(data []byte) (Request, error) {
+	var r Request
+	if len(data) > MaxRequestBytes {
+		return r, Errorf(CodeTooLarge, "invalid_request", "request is %d bytes, over the limit of %d", len(data), MaxRequestBytes)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return r, Errorf(CodeInvalidRequest, "invalid_request", "empty request: send a JSON object with username and password, or credential")
+	}
+	if !utf8.Valid(data) {
+		return r, Errorf(CodeInvalidRequest, "invalid_request", "request is not valid UTF-8")
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return Request{}, Errorf(CodeInvalidRequest, "invalid_request", "malformed JSON: %s", describeJSONError(err))
+	}
+	if err := r.Validate(); err != nil {
+		return Request{}, err
+	}
+	return r, nil
+}
+
+// Validate checks the request's fields against each other and their bounds.
+func (r *Request) Validate() error {
+	bad := func(format string, args ...any) error {
+		return Errorf(CodeInvalidRequest, "invalid_request", format, args...)
+	}
+	switch {
+	case r.Username != "" && r.Credential != "":
+		return bad("give either username and password, or credential, not both")
+	case r.Username == "" && r.Credential == "":
+		if r.Password != "" {
+			return bad("password given without username")
+		}
+		return bad("missing username and password, or credential")
+	case r.Username != "" && r.Password == "":
+		return bad("missing password")
+	case r.Credential != "" && r.Password != "":
+		return bad("password goes with username, not with credential")
+	case len(r.Username) > MaxFieldBytes || len(r.Password) > MaxFieldBytes || len(r.Credential) > MaxFieldBytes:
+		return bad("a field is over %d bytes", MaxFieldBytes)
+	case r.MinTTL < 0 || r.MinTTL > MaxMinTTL:
+		return bad("min_ttl must be between 0 and %d seconds", MaxMinTTL)
+	}
+	return nil
+}
+
+// describeJSONError names what is wrong with a body without quoting it: a
+// type error names the field, a syntax error the offset.
+func describeJSONError(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		if typeErr.Field == "" {
+			return fmt.Sprintf("expected a JSON object, got %s", typeErr.Value)
+		}
+		return fmt.Sprintf("field %q must be %s, got %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("syntax error at byte %d", syntaxErr.Offset)
+	default:
+		return "unexpected end of input"
+	}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "int64", "int", "float64":
+		return "a whole number"
+	default:
+		return goKind
+	}
+}
