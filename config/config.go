@@ -1,0 +1,412 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+)
+
+// DefaultName is the name of the default profile built from TOKEN_ENDPOINT,
+// CLIENTID, RESOURCE, SCOPE, CLIENT_SECRET and REFRESH_THRESHOLD. It is
+// reserved: no named credential may use it.
+const DefaultName = "default"
+
+// Grants a Credential may use.
+const (
+	// GrantClientCredentials is the OAuth2 client credentials grant with a
+	// client secret; the default for named credentials.
+	GrantClientCredentials = "client_credentials"
+	// GrantPassword is the resource owner password grant; the default
+	// profile's grant.
+	GrantPassword = "password"
+	// GrantClientAssertion is client credentials with a certificate-signed
+	// client assertion (private_key_jwt) instead of a secret.
+	GrantClientAssertion = "client_assertion"
+)
+
+// KeySize is the length in bytes of Config.Key once decoded.
+const KeySize = 32
+
+// Config is everything the broker needs at start-up. Build it with Load or
+// Register/Resolve, which validate it; a Config built by hand should be
+// checked with Validate.
+type Config struct {
+	// Default is the default profile for username/password requests, from
+	// TOKEN_ENDPOINT, CLIENTID, RESOURCE, SCOPE, CLIENT_SECRET(_FILE) and
+	// REFRESH_THRESHOLD. Its Name is DefaultName and its Grant GrantPassword.
+	// It is optional (see HasDefault): the broker can serve named
+	// credentials only.
+	Default Credential
+	// Credentials are the named credentials from the file at ConfigFile, in
+	// file order. Names are unique.
+	Credentials []Credential
+
+	NATSURL       string // NATS_URL: external NATS server(s); empty starts the embedded server
+	NATSListen    string // NATS_LISTEN: host:port of the embedded NATS server
+	HTTPAddr      string // HTTP_ADDR: host:port of the HTTP gateway; empty disables it
+	ConfigFile    string // TOKENBROKER_CONFIG: path of the named credentials file; empty for none
+	SubjectPrefix string // SUBJECT_PREFIX: first token(s) of every subject, e.g. "token"
+	DataDir       string // DATA_DIR: JetStream storage of the embedded server
+	NATSConfig    string // NATS_CONFIG: nats-server configuration file for the embedded server
+
+	// Key is the decoded TOKENBROKER_KEY (or the contents of
+	// TOKENBROKER_KEY_FILE): exactly KeySize bytes, or nil when unset.
+	Key []byte
+
+	NATSCreds    string             // NATS_CREDS: path of a .creds file (JWT and nkey seed)
+	NATSNKey     string             // NATS_NKEY: path of an nkey seed file
+	NATSUser     string             // NATS_USER: user name; needs NATSPassword
+	NATSPassword tokenbroker.Secret // NATS_PASSWORD or NATS_PASSWORD_FILE
+	NATSToken    tokenbroker.Secret // NATS_TOKEN or NATS_TOKEN_FILE
+	NATSCA       string             // NATS_CA: PEM file of CAs to trust for the NATS server
+	NATSCert     string             // NATS_CERT: PEM client certificate for NATS; needs NATSKey
+	NATSKey      string             // NATS_KEY: PEM private key of NATSCert
+
+	HTTPTLSCert string // HTTP_TLS_CERT: PEM certificate of the HTTP gateway; needs HTTPTLSKey
+	HTTPTLSKey  string // HTTP_TLS_KEY: PEM private key of HTTPTLSCert
+
+	IdPTimeout     time.Duration // IDP_TIMEOUT: bound on one call to an IdP (default 10s)
+	RequestTimeout time.Duration // REQUEST_TIMEOUT: bound on answering one request, 504 after (default 30s)
+	IdleTimeout    time.Duration // IDLE_TIMEOUT: username/password credentials unused this long leave memory (default 30m)
+
+	LogLevel  string // LOG_LEVEL: debug, info, warn or error (default info)
+	LogFormat string // LOG_FORMAT: text or json (default text)
+}
+
+// Credential is one set of client credentials at one token endpoint: the
+// default profile or a named credential.
+type Credential struct {
+	// Name identifies the credential in requests ("credential") and is its
+	// credential_id, so it is a single NATS subject token:
+	// 1 to 64 of A-Z a-z 0-9 - _.
+	Name          string
+	TokenEndpoint string             // absolute http(s) URL of the OAuth2 token endpoint
+	ClientID      string             // OAuth2 client_id
+	ClientSecret  tokenbroker.Secret // client_secret; zero for a public client
+	Grant         string             // GrantClientCredentials, GrantPassword or GrantClientAssertion
+	Scope         string             // OAuth2 scope, space separated (Azure AD v2, generic IdPs)
+	Resource      string             // Azure AD v1 resource; v1 endpoints use it when both are set
+	Username      string             // resource owner, grant password (named credentials only)
+	Password      tokenbroker.Secret // resource owner's password, grant password (named credentials only)
+
+	// CertificateFile and PrivateKeyFile are PEM files for grant
+	// client_assertion. They are checked to be readable, not parsed.
+	CertificateFile string
+	PrivateKeyFile  string
+
+	// RefreshThreshold is how long before expiry a token is refreshed.
+	// Zero refreshes only once a token has expired.
+	RefreshThreshold time.Duration
+	// KeepWarm reports that the token is refreshed ahead of expiry for as
+	// long as the broker runs. True by default for named credentials (yaml
+	// keep_warm); false for the default profile, whose username/password
+	// credentials stay warm only while used.
+	KeepWarm bool
+}
+
+// HasDefault reports whether the default profile is configured
+// (TOKEN_ENDPOINT is set). Without it, username/password requests are refused.
+func (c *Config) HasDefault() bool { return c.Default.TokenEndpoint != "" }
+
+// Credential returns the named credential called name, and whether there is one.
+func (c *Config) Credential(name string) (Credential, bool) {
+	for _, cr := range c.Credentials {
+		if cr.Name == name {
+			return cr, true
+		}
+	}
+	return Credential{}, false
+}
+
+// Validate checks c and returns the first problem as a one-line error that
+// names the setting and wraps ErrInvalid, or nil. It never includes a secret's
+// value. Files that c names (TLS material, NATS credentials, client assertion
+// certificates and keys) must be readable.
+func (c *Config) Validate() error {
+	d := c.Default
+	switch {
+	case d.TokenEndpoint != "":
+		if msg := checkEndpoint(d.TokenEndpoint); msg != "" {
+			return settingErr("TOKEN_ENDPOINT", "%s", msg)
+		}
+		if d.ClientID == "" {
+			return settingErr("CLIENTID", "is required when TOKEN_ENDPOINT is set")
+		}
+	case d.ClientID != "":
+		return settingErr("TOKEN_ENDPOINT", "is required when CLIENTID is set")
+	case d.Resource != "":
+		return settingErr("TOKEN_ENDPOINT", "is required when RESOURCE is set")
+	case d.Scope != "":
+		return settingErr("TOKEN_ENDPOINT", "is required when SCOPE is set")
+	case !d.ClientSecret.IsZero():
+		return settingErr("TOKEN_ENDPOINT", "is required when CLIENT_SECRET is set")
+	}
+	if d.RefreshThreshold < 0 {
+		return settingErr("REFRESH_THRESHOLD", "must not be negative")
+	}
+	if c.NATSURL == "" {
+		if c.NATSListen == "" {
+			return settingErr("NATS_LISTEN", "must not be empty when NATS_URL is unset (the embedded server needs an address)")
+		}
+		if c.DataDir == "" {
+			return settingErr("DATA_DIR", "must not be empty when NATS_URL is unset (the embedded server stores JetStream data there)")
+		}
+	}
+	if c.NATSListen != "" {
+		if msg := checkHostPort(c.NATSListen); msg != "" {
+			return settingErr("NATS_LISTEN", "%s", msg)
+		}
+	}
+	if c.HTTPAddr != "" {
+		if msg := checkHostPort(c.HTTPAddr); msg != "" {
+			return settingErr("HTTP_ADDR", "%s", msg)
+		}
+	}
+	if msg := checkSubjectPrefix(c.SubjectPrefix); msg != "" {
+		return settingErr("SUBJECT_PREFIX", "%s", msg)
+	}
+	if c.Key != nil && len(c.Key) != KeySize {
+		return settingErr("TOKENBROKER_KEY", "must decode to exactly %d bytes", KeySize)
+	}
+	switch {
+	case c.NATSUser != "" && c.NATSPassword.IsZero():
+		return settingErr("NATS_PASSWORD", "is required when NATS_USER is set")
+	case c.NATSUser == "" && !c.NATSPassword.IsZero():
+		return settingErr("NATS_USER", "is required when NATS_PASSWORD is set")
+	case c.NATSCert != "" && c.NATSKey == "":
+		return settingErr("NATS_KEY", "is required when NATS_CERT is set")
+	case c.NATSCert == "" && c.NATSKey != "":
+		return settingErr("NATS_CERT", "is required when NATS_KEY is set")
+	case c.HTTPTLSCert != "" && c.HTTPTLSKey == "":
+		return settingErr("HTTP_TLS_KEY", "is required when HTTP_TLS_CERT is set")
+	case c.HTTPTLSCert == "" && c.HTTPTLSKey != "":
+		return settingErr("HTTP_TLS_CERT", "is required when HTTP_TLS_KEY is set")
+	}
+	for _, f := range []struct{ env, path string }{
+		{"NATS_CONFIG", c.NATSConfig},
+		{"NATS_CREDS", c.NATSCreds},
+		{"NATS_NKEY", c.NATSNKey},
+		{"NATS_CA", c.NATSCA},
+		{"NATS_CERT", c.NATSCert},
+		{"NATS_KEY", c.NATSKey},
+		{"HTTP_TLS_CERT", c.HTTPTLSCert},
+		{"HTTP_TLS_KEY", c.HTTPTLSKey},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if msg := checkReadable(f.path); msg != "" {
+			return settingErr(f.env, "%s", msg)
+		}
+	}
+	for _, t := range []struct {
+		env string
+		d   time.Duration
+	}{
+		{"IDP_TIMEOUT", c.IdPTimeout},
+		{"REQUEST_TIMEOUT", c.RequestTimeout},
+		{"IDLE_TIMEOUT", c.IdleTimeout},
+	} {
+		if t.d <= 0 {
+			return settingErr(t.env, "must be greater than zero, got %s", t.d)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return settingErr("LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return settingErr("LOG_FORMAT", "%q is not one of text, json", c.LogFormat)
+	}
+	seen := make(map[string]bool, len(c.Credentials))
+	for i, cr := range c.Credentials {
+		if _, msg := checkCredential(cr); msg != "" {
+			return invalidf(0, "%s: %s", credentialLabel(cr.Name, i), msg)
+		}
+		if seen[cr.Name] {
+			return invalidf(0, "%s: duplicate name", credentialLabel(cr.Name, i))
+		}
+		seen[cr.Name] = true
+	}
+	return nil
+}
+
+// settingErr names a setting by its variable and flag: `NAME (--flag): msg`.
+// A message that reads as a predicate ("is required ...", "must ...") follows
+// the name without the colon.
+func settingErr(env, format string, args ...any) error {
+	msg, sep := fmt.Sprintf(format, args...), ": "
+	if strings.HasPrefix(msg, "is ") || strings.HasPrefix(msg, "must ") {
+		sep = " "
+	}
+	return invalidf(0, "%s%s%s", lookupSetting(env).label(env), sep, msg)
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// checkCredential checks one credential on its own and returns the yaml key
+// at fault and a message naming it, or "", "".
+func checkCredential(c Credential) (key, msg string) {
+	switch {
+	case c.Name == "":
+		return "name", "name is required"
+	case !nameRE.MatchString(c.Name):
+		return "name", "name must be 1 to 64 letters, digits, '-' or '_' (it becomes a NATS subject token)"
+	case c.Name == DefaultName:
+		return "name", `name "default" is reserved for the profile from TOKEN_ENDPOINT`
+	case c.TokenEndpoint == "":
+		return "token_endpoint", "token_endpoint is required"
+	}
+	if m := checkEndpoint(c.TokenEndpoint); m != "" {
+		return "token_endpoint", "token_endpoint: " + m
+	}
+	if c.ClientID == "" {
+		return "client_id", "client_id is required"
+	}
+	if c.RefreshThreshold < 0 {
+		return "refresh_threshold", "refresh_threshold must not be negative"
+	}
+	if c.Grant != GrantPassword {
+		switch {
+		case c.Username != "":
+			return "username", "username is only used with grant password"
+		case !c.Password.IsZero():
+			return "password", "password is only used with grant password"
+		}
+	}
+	if c.Grant != GrantClientAssertion {
+		switch {
+		case c.CertificateFile != "":
+			return "certificate_file", "certificate_file is only used with grant client_assertion"
+		case c.PrivateKeyFile != "":
+			return "private_key_file", "private_key_file is only used with grant client_assertion"
+		}
+	}
+	switch c.Grant {
+	case GrantClientCredentials:
+		if c.ClientSecret.IsZero() {
+			return "client_secret", "client_secret or client_secret_file is required for grant client_credentials"
+		}
+	case GrantPassword:
+		if c.Username == "" {
+			return "username", "username is required for grant password"
+		}
+		if c.Password.IsZero() {
+			return "password", "password or password_file is required for grant password"
+		}
+	case GrantClientAssertion:
+		for _, f := range []struct{ key, path string }{
+			{"certificate_file", c.CertificateFile},
+			{"private_key_file", c.PrivateKeyFile},
+		} {
+			if f.path == "" {
+				return f.key, f.key + " is required for grant client_assertion"
+			}
+			if m := checkReadable(f.path); m != "" {
+				return f.key, f.key + ": " + m
+			}
+		}
+	case "":
+		return "grant", "grant is required"
+	default:
+		return "grant", fmt.Sprintf("grant %q is not one of client_credentials, password, client_assertion", c.Grant)
+	}
+	return "", ""
+}
+
+func credentialLabel(name string, i int) string {
+	if name == "" {
+		return fmt.Sprintf("credential #%d", i+1)
+	}
+	return fmt.Sprintf("credential %q", name)
+}
+
+// checkEndpoint returns why u is not an absolute http(s) URL, or "". It echoes
+// u only when u holds no user info, which could be a password.
+func checkEndpoint(u string) string {
+	show := fmt.Sprintf("%q ", u)
+	if strings.Contains(u, "@") {
+		show = ""
+	}
+	p, err := url.Parse(u)
+	switch {
+	case err != nil, p.Scheme != "http" && p.Scheme != "https", p.Host == "":
+		return show + "is not an absolute http(s) URL"
+	case p.User != nil:
+		return "must not contain user info"
+	}
+	return ""
+}
+
+func checkHostPort(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Sprintf("%q is not a host:port address", addr)
+	}
+	return ""
+}
+
+// checkSubjectPrefix returns why p is not a sequence of literal NATS subject
+// tokens, or "".
+func checkSubjectPrefix(p string) string {
+	if p == "" {
+		return "must not be empty"
+	}
+	if strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Sprintf("%q must not contain spaces or control characters", p)
+	}
+	for _, tok := range strings.Split(p, ".") {
+		switch {
+		case tok == "":
+			return fmt.Sprintf("%q has an empty token (leading, trailing or double dot)", p)
+		case strings.ContainsAny(tok, "*>"):
+			return fmt.Sprintf("%q must not contain the wildcards * or >", p)
+		}
+	}
+	return ""
+}
+
+// checkReadable returns why path cannot be opened for reading, or "". The
+// message names the path and the reason, never the contents.
+func checkReadable(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return readErr(path, err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return fmt.Sprintf("cannot read %q: is a directory", path)
+	}
+	return ""
+}
+
+// readFile reads a secret's file and trims surrounding white space.
+func readFile(path string) (string, string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", readErr(path, err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Sprintf("%q is empty", path)
+	}
+	return s, ""
+}
+
+func readErr(path string, err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Sprintf("cannot read %q: %v", path, err)
+}
