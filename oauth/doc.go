@@ -1,0 +1,26 @@
+// Package oauth is a small client for OAuth2 token endpoints (RFC 6749
+// section 3.2), written for Azure AD (Entra ID) v1 and v2 and generic IdPs.
+//
+// It is hand-written rather than built on golang.org/x/oauth2 because that
+// package cannot send Azure AD v1's resource parameter on the password and
+// refresh_token grants, its auth-style auto-detection sends a second request
+// to the IdP whenever the first one fails (doubling IdP calls exactly when the
+// IdP is struggling), and it drops v1's expires_on. It also treats a response
+// without expires_in as a token that never expires, which a broker that
+// caches tokens must not do.
+//
+// Every call is one form POST, bounded by the Client's timeout. Results are a
+// *Token or one of three typed errors, so the broker can map them to its
+// codes:
+//
+//   - *RetrieveError: the IdP answered with an OAuth2 error (RFC 6749 5.2)
+//     or an error status: a rejection (invalid_grant, invalid_client, ...) or,
+//     when Temporary reports true, throttling or an outage.
+//   - *ResponseError: the IdP answered 2xx with something that is not a
+//     usable token (an HTML page, truncated JSON, no access_token, no or an
+//     absurd lifetime).
+//   - *TransportError: the IdP could not be reached or did not answer in time.
+//
+// No error string ever holds the request form, a password, a client secret, a
+// refresh token or an access token.
+package oauth
