@@ -1,0 +1,440 @@
+package actors
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/google/uuid"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/oauth"
+)
+
+// Backoff bounds for background refreshes that fail for a passing reason.
+const (
+	minBackoff = time.Second
+	maxBackoff = time.Minute
+)
+
+// credential is the actor of one credential. Only its Receive touches its
+// fields, so it needs no lock; what others may read it publishes as a
+// snapshot in its cell.
+type credential struct {
+	r    *Router
+	c    *cell
+	spec *Spec
+	user bool // a username of the default profile, not a named credential
+	log  *slog.Logger
+
+	engine *actor.Engine
+	pid    *actor.PID
+
+	tok       *oauth.Token       // the current token; nil before the first
+	rt        tokenbroker.Secret // the newest refresh token; "" when none
+	verifier  Verifier           // user credentials: the password that got tok
+	refreshAt time.Time          // when the timer next refreshes tok
+
+	fetching *fetch      // the IdP call in flight, if any
+	waiters  []*getToken // callers waiting for it
+	failures int         // background refreshes failed in a row
+
+	timer   *time.Timer
+	wakeGen uint64
+	retired bool
+}
+
+func newCredential(r *Router, c *cell, spec *Spec) actor.Producer {
+	return func() actor.Receiver {
+		return &credential{
+			r:    r,
+			c:    c,
+			spec: spec,
+			user: c.key[0] == 'u',
+			log:  r.log.With("credential_id", c.id),
+		}
+	}
+}
+
+// Receive implements actor.Receiver.
+func (a *credential) Receive(ctx *actor.Context) {
+	switch m := ctx.Message().(type) {
+	case actor.Started:
+		a.engine, a.pid = ctx.Engine(), ctx.PID()
+	case actor.Stopped:
+		a.stopTimer()
+		for _, g := range a.waiters {
+			g.fail(&tokenbroker.Error{Code: tokenbroker.CodeUnavailable, OAuth: "temporarily_unavailable", Description: "the broker is shutting down"})
+		}
+		a.waiters = nil
+	case *getToken:
+		if a.retired {
+			// Sent before this actor retired: a new incarnation serves it.
+			a.r.dispatch(m)
+			return
+		}
+		now := a.r.now()
+		a.c.touch(now)
+		a.serve(m, now)
+	case fetchDone:
+		a.fetched(m)
+	case wake:
+		a.woke(m)
+	}
+}
+
+// matches reports whether g may be given this credential's token: always for
+// a named credential, for a user only with the password that obtained it.
+func (a *credential) matches(g *getToken) bool {
+	return !a.user || (a.tok != nil && a.verifier.Equal(g.verifier))
+}
+
+// serve answers g from the token if it can, else queues it behind the IdP
+// call in flight, starting one if there is none.
+func (a *credential) serve(g *getToken, now time.Time) {
+	if a.tok != nil && a.matches(g) {
+		if !g.req.ForceRefresh && a.fresh(g, now) {
+			a.reply(g, tokenbroker.ActionExisting, now)
+			return
+		}
+		if minTTL := time.Duration(g.req.MinTTL) * time.Second; minTTL >= a.tok.Lifetime {
+			g.fail(tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, "invalid_request",
+				"min_ttl %d is not less than the %d s lifetime the identity provider grants", g.req.MinTTL, int64(a.tok.Lifetime/time.Second)))
+			return
+		}
+	}
+	a.waiters = append(a.waiters, g)
+	if a.fetching == nil {
+		a.start(a.plan(g, now), g)
+	}
+}
+
+// fresh reports whether the token may answer g without a refresh: more than
+// the refresh threshold, and more than g's min_ttl, is left.
+func (a *credential) fresh(g *getToken, now time.Time) bool {
+	left := a.tok.Expiry.Sub(now)
+	return left > a.spec.threshold(a.tok.Lifetime) && left > time.Duration(g.req.MinTTL)*time.Second
+}
+
+// plan decides how to get a token for g, and what g will be told.
+func (a *credential) plan(g *getToken, now time.Time) *fetch {
+	f := &fetch{grant: a.spec.Grant, verifier: g.verifier, action: tokenbroker.ActionNew}
+	if a.tok != nil && a.matches(g) {
+		f.action = tokenbroker.ActionRefreshed
+		if !now.Before(a.tok.Expiry) {
+			f.action = tokenbroker.ActionReplacedExpired
+		}
+		if a.rt != "" {
+			f.grant = grantRefresh
+		}
+	}
+	return f
+}
+
+// start runs f's IdP call in a goroutine that reports back as a fetchDone.
+// For a user credential's password grant the username and password are
+// those of g, the caller that needs it; the password lives in that
+// goroutine only for the call. g is nil for a background refresh.
+func (a *credential) start(f *fetch, g *getToken) {
+	a.fetching = f
+	spec, rt, engine, pid, client, ctx := a.spec, a.rt, a.engine, a.pid, a.r.opts.Client, a.r.ctx
+	username, password := spec.Username, spec.Password
+	if a.user && g != nil {
+		username, password = g.req.Username, g.req.Password
+	}
+	a.log.Debug("calling identity provider", "grant", string(f.grant), "background", f.background)
+	go func() {
+		began := time.Now()
+		var tok *oauth.Token
+		var err error
+		switch f.grant {
+		case grantRefresh:
+			tok, err = client.Refresh(ctx, spec.Endpoint, rt)
+		case GrantClientCredentials:
+			tok, err = client.ClientCredentials(ctx, spec.Endpoint)
+		default:
+			tok, err = client.Password(ctx, spec.Endpoint, username, password)
+		}
+		engine.Send(pid, fetchDone{f: f, tok: tok, err: err, after: time.Since(began)})
+	}()
+}
+
+// fetched takes the result of the IdP call and answers everyone waiting on it.
+func (a *credential) fetched(d fetchDone) {
+	if a.fetching != d.f {
+		return
+	}
+	a.fetching = nil
+	f := d.f
+	now := a.r.now()
+	waiters := a.waiters
+	a.waiters = nil
+
+	if d.err == nil {
+		a.store(d.tok, f, now)
+		a.log.Info("token acquired", "grant", string(f.grant), "action", f.action, "expires_in", int64(d.tok.Expiry.Sub(now)/time.Second), "took", d.after)
+		var again []*getToken
+		for _, g := range waiters {
+			if !a.matches(g) {
+				again = append(again, g)
+				continue
+			}
+			if minTTL := time.Duration(g.req.MinTTL) * time.Second; minTTL > 0 && a.tok.Expiry.Sub(now) <= minTTL {
+				g.fail(tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, "invalid_request",
+					"min_ttl %d is not less than the %d s lifetime the identity provider grants", g.req.MinTTL, int64(a.tok.Lifetime/time.Second)))
+				continue
+			}
+			a.reply(g, f.action, now)
+		}
+		a.requeue(again, now)
+		a.schedule(now)
+		return
+	}
+
+	e := classify(d.err)
+	permanent := e.Code == tokenbroker.CodeRejected
+	if f.grant == grantRefresh && permanent {
+		// The refresh token is revoked, expired or the password changed: drop
+		// it and let the credential's own grant take over, now if anyone waits.
+		a.rt = ""
+		a.failed(e, now)
+		a.log.Warn("refresh token rejected; falling back to the credential's grant", "error", e.OAuth)
+		a.requeue(waiters, now)
+		if a.fetching == nil && !a.user && f.background {
+			a.start(&fetch{grant: a.spec.Grant, action: tokenbroker.ActionRefreshed, background: true}, nil)
+		}
+		a.schedule(now)
+		return
+	}
+	a.log.Warn("identity provider call failed", "grant", string(f.grant), "code", e.Code, "error", e.OAuth, "took", d.after)
+	if permanent && !a.user {
+		a.failed(e, now)
+	}
+	if permanent && a.user && a.tok != nil && f.verifier.Equal(a.verifier) {
+		// The password that got the token is no longer accepted: stop
+		// handing out what it obtained.
+		a.tok, a.rt = nil, ""
+		a.c.snap.Store(nil)
+	}
+	var again []*getToken
+	for _, g := range waiters {
+		switch {
+		case a.tok != nil && a.matches(g) && !permanent && !g.req.ForceRefresh && a.valid(g, now):
+			// The IdP is down or throttling: the token still works, serve it.
+			a.reply(g, tokenbroker.ActionExisting, now)
+		case !a.user || g.verifier.Equal(f.verifier):
+			g.fail(e)
+		default:
+			again = append(again, g)
+		}
+	}
+	if f.background && !permanent {
+		a.failures++
+		a.refreshAt = now.Add(backoff(a.failures))
+	}
+	a.requeue(again, now)
+	a.schedule(now)
+}
+
+// valid reports whether the token outlives g's min_ttl, threshold or not.
+func (a *credential) valid(g *getToken, now time.Time) bool {
+	left := a.tok.Expiry.Sub(now)
+	return left > 0 && left > time.Duration(g.req.MinTTL)*time.Second
+}
+
+// requeue serves callers that the last IdP call could not answer (another
+// password than the one it used); the first of them starts the next call.
+func (a *credential) requeue(gs []*getToken, now time.Time) {
+	for _, g := range gs {
+		a.serve(g, now)
+	}
+}
+
+// store makes tok the credential's token and tells everyone: the snapshot for
+// cache hits, the refreshed event for consumers, the timer for the next
+// refresh.
+func (a *credential) store(tok *oauth.Token, f *fetch, now time.Time) {
+	switch {
+	case tok.RefreshToken != "":
+		a.rt = tokenbroker.Secret(tok.RefreshToken) // rotation: keep the newest
+	case f.grant != grantRefresh:
+		a.rt = "" // a new grant without one: the old one belongs to an older session
+	}
+	tok.RefreshToken = ""
+	if a.user && f.grant != grantRefresh {
+		a.verifier = f.verifier
+	}
+	a.tok = tok
+	a.failures = 0
+	thr := a.spec.threshold(tok.Lifetime)
+	// Refresh ahead of the threshold, by 10-20% of the time before it: early
+	// enough that callers never wait on the IdP, spread so that tokens issued
+	// together are not all refreshed together.
+	window := tok.Expiry.Sub(now) - thr
+	lead := time.Duration(float64(window) * (0.1 + 0.1*rand.Float64()))
+	a.refreshAt = tok.Expiry.Add(-thr - lead)
+	a.c.snap.Store(&snapshot{
+		reply:      tokenbroker.NewCachedReply(a.c.id, tok.AccessToken, tok.TokenType, tok.Expiry),
+		expiry:     tok.Expiry,
+		freshUntil: tok.Expiry.Add(-thr),
+		verifier:   a.verifier,
+		user:       a.user,
+	})
+	a.r.opts.Publisher.PublishRefreshed(tokenbroker.RefreshedEvent{
+		EventID:      uuid.NewString(),
+		CredentialID: a.c.id,
+		AccessToken:  tok.AccessToken,
+		TokenType:    tok.TokenType,
+		ExpiresOn:    unixString(tok.Expiry),
+		ExpiresIn:    int64(tok.Expiry.Sub(now) / time.Second),
+		Action:       f.action,
+		RefreshedAt:  now.UTC(),
+	})
+}
+
+// failed publishes token.failed for a refresh that failed for good.
+func (a *credential) failed(e *tokenbroker.Error, now time.Time) {
+	a.r.opts.Publisher.PublishFailed(tokenbroker.FailedEvent{
+		EventID:      uuid.NewString(),
+		CredentialID: a.c.id,
+		Error:        e.OAuth,
+		Description:  e.Description,
+		At:           now.UTC(),
+	})
+}
+
+func (a *credential) reply(g *getToken, action string, now time.Time) {
+	body, _ := json.Marshal(tokenbroker.NewReply(a.c.id, a.tok.AccessToken, a.tok.TokenType, a.tok.Expiry, action, now))
+	g.respond(action, body)
+}
+
+// warm reports whether the timer should keep the token refreshed: always
+// for a KeepWarm credential, while it is used for the others.
+func (a *credential) warm(now time.Time) bool {
+	if !a.user && a.spec.KeepWarm {
+		return true
+	}
+	return !a.idle(now)
+}
+
+func (a *credential) idle(now time.Time) bool {
+	return now.Sub(time.Unix(0, a.c.lastUsed.Load())) >= a.r.opts.IdleTimeout
+}
+
+// canRefresh reports whether the credential can get a new token with no
+// caller: with a refresh token, or with its own secret or password. A user
+// credential without a refresh token needs its caller's password.
+func (a *credential) canRefresh() bool { return a.rt != "" || !a.user }
+
+// schedule sets the one timer to the next thing to do: the proactive
+// refresh, or leaving memory when idle.
+func (a *credential) schedule(now time.Time) {
+	var next time.Time
+	if a.tok != nil && a.fetching == nil && a.canRefresh() && a.warm(now) {
+		next = a.refreshAt
+	}
+	if a.user || !a.spec.KeepWarm {
+		idleAt := time.Unix(0, a.c.lastUsed.Load()).Add(a.r.opts.IdleTimeout)
+		if next.IsZero() || idleAt.Before(next) {
+			next = idleAt
+		}
+	}
+	a.stopTimer()
+	if next.IsZero() {
+		return
+	}
+	a.wakeGen++
+	gen, engine, pid := a.wakeGen, a.engine, a.pid
+	a.timer = time.AfterFunc(max(next.Sub(now), 0), func() { engine.Send(pid, wake{gen: gen}) })
+}
+
+func (a *credential) stopTimer() {
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
+}
+
+// woke runs the timer's errand: leave memory when idle, else refresh the
+// token ahead of its threshold.
+func (a *credential) woke(w wake) {
+	if w.gen != a.wakeGen || a.retired {
+		return
+	}
+	now := a.r.now()
+	if (a.user || !a.spec.KeepWarm) && a.idle(now) && a.fetching == nil && len(a.waiters) == 0 {
+		a.retire()
+		return
+	}
+	if a.tok != nil && a.fetching == nil && a.canRefresh() && a.warm(now) && !now.Before(a.refreshAt) {
+		f := &fetch{grant: a.spec.Grant, verifier: a.verifier, action: tokenbroker.ActionRefreshed, background: true}
+		if a.rt != "" {
+			f.grant = grantRefresh
+		}
+		if !now.Before(a.tok.Expiry) {
+			f.action = tokenbroker.ActionReplacedExpired
+		}
+		a.start(f, nil)
+	}
+	a.schedule(now)
+}
+
+// retire takes the credential out of memory: out of the Router first, so no
+// new request reaches it, then the actor stops.
+func (a *credential) retire() {
+	a.retired = true
+	a.stopTimer()
+	a.r.retire(a.c)
+	a.log.Debug("credential idle, leaving memory")
+	a.engine.Poison(a.pid)
+}
+
+// backoff returns the wait before background retry n (1-based): exponential
+// with full jitter in its upper half, so that many failing credentials do
+// not retry in step.
+func backoff(n int) time.Duration {
+	d := minBackoff << min(n-1, 16)
+	if d > maxBackoff || d <= 0 {
+		d = maxBackoff
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// classify maps an IdP call's error to what a caller is told.
+func classify(err error) *tokenbroker.Error {
+	var re *oauth.RetrieveError
+	var rs *oauth.ResponseError
+	var te *oauth.TransportError
+	switch {
+	case errors.As(err, &re):
+		e := &tokenbroker.Error{Code: tokenbroker.CodeRejected, OAuth: re.ErrorCode, Description: re.Description, RetryAfter: int(re.RetryAfter / time.Second)}
+		if re.Temporary() {
+			e.Code = tokenbroker.CodeUnavailable
+			if e.OAuth == "" {
+				e.OAuth = "temporarily_unavailable"
+			}
+			if e.Description == "" {
+				e.Description = "the identity provider is unavailable or throttling"
+			}
+		}
+		if e.OAuth == "" {
+			e.OAuth = "invalid_request"
+		}
+		return e
+	case errors.As(err, &rs):
+		return tokenbroker.Errorf(tokenbroker.CodeBadGateway, "server_error", "the identity provider answered with something unusable: %s", rs.Reason)
+	case errors.As(err, &te):
+		if te.Timeout() {
+			return tokenbroker.Errorf(tokenbroker.CodeUnavailable, "temporarily_unavailable", "the identity provider did not answer in time")
+		}
+		return tokenbroker.Errorf(tokenbroker.CodeUnavailable, "temporarily_unavailable", "the identity provider is unreachable")
+	default:
+		return tokenbroker.Errorf(tokenbroker.CodeUnavailable, "temporarily_unavailable", "the identity provider could not be asked")
+	}
+}
+
+func unixString(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }

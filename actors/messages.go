@@ -1,0 +1,51 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/oauth"
+)
+
+// getToken is one request the fast path could not answer. It carries the
+// caller's password (for a username/password request) only until the actor
+// has used or dropped it.
+type getToken struct {
+	req      tokenbroker.Request
+	verifier Verifier
+	rep      tokenbroker.Replier
+	r        *Router
+	key, id  string
+	spec     *Spec
+}
+
+func (g *getToken) respond(action string, body []byte) {
+	g.rep.Respond(action, body)
+	g.req.Password = ""
+	g.r.pending.done()
+}
+
+func (g *getToken) fail(err *tokenbroker.Error) {
+	g.rep.Fail(err)
+	g.req.Password = ""
+	g.r.pending.done()
+}
+
+// fetch is an IdP call in flight.
+type fetch struct {
+	grant      Grant
+	verifier   Verifier // user credentials: whose password started it
+	action     string   // what the callers it answers are told
+	background bool     // started by the refresh timer, not by a caller
+}
+
+// fetchDone reports the end of a fetch to its actor.
+type fetchDone struct {
+	f     *fetch
+	tok   *oauth.Token
+	err   error
+	after time.Duration // how long the call took
+}
+
+// wake is the actor's timer firing; gen discards timers since replaced.
+type wake struct{ gen uint64 }

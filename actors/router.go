@@ -1,0 +1,306 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/oauth"
+)
+
+// kind is the hollywood kind of credential actors.
+const kind = "credential"
+
+// inboxSize is each actor's initial inbox. hollywood preallocates it (the
+// default 1024 slots cost about 28 KB an actor) and grows it on demand, so a
+// small one keeps idle credentials cheap without limiting bursts.
+const inboxSize = 8
+
+// Options configures a Router.
+type Options struct {
+	Engine    *actor.Engine
+	Client    *oauth.Client
+	Publisher tokenbroker.Publisher // nil: events are dropped
+	Keyring   *Keyring
+	// Default is the profile of username/password requests; nil refuses them.
+	Default *Spec
+	// Named are the credentials callers ask for by name.
+	Named []Spec
+	// IdleTimeout is how long an unused credential without KeepWarm stays in
+	// memory. Default 30 minutes.
+	IdleTimeout time.Duration
+	// Logger receives the actors' logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Router finds the actor of each request's credential, spawning it on first
+// use, and answers cache hits itself from the actor's published snapshot. It
+// implements tokenbroker.Service and is safe for concurrent use.
+type Router struct {
+	opts  Options
+	log   *slog.Logger
+	now   func() time.Time
+	named map[string]*Spec
+
+	cells   sync.Map   // cell key -> *cell
+	spawnMu sync.Mutex // serialises spawning, so a credential gets one actor
+	seq     atomic.Uint64
+
+	ctx     context.Context // cancelled by Stop: aborts IdP calls in flight
+	cancel  context.CancelFunc
+	stopped atomic.Bool
+	pending pending
+}
+
+// cell is a credential's entry in the Router: the actor's PID and what the
+// actor publishes for the fast path. retired is set, under mu, by an actor
+// leaving memory; senders hold mu's read lock, so once retired is set no
+// message can reach the leaving actor.
+type cell struct {
+	key      string
+	id       string // credential_id
+	pid      *actor.PID
+	snap     atomic.Pointer[snapshot]
+	lastUsed atomic.Int64 // Unix nanoseconds of the last request
+
+	mu      sync.RWMutex
+	retired bool
+}
+
+// snapshot is the read-only view of a credential's token that its actor
+// publishes for cache hits. It is replaced, never modified.
+type snapshot struct {
+	reply      *tokenbroker.CachedReply
+	expiry     time.Time
+	freshUntil time.Time // expiry less the refresh threshold
+	verifier   Verifier  // user credentials: the password that got the token
+	user       bool
+}
+
+// serves reports whether the snapshot may answer req at now.
+func (s *snapshot) serves(req *tokenbroker.Request, v *Verifier, now time.Time) bool {
+	if req.ForceRefresh || !now.Before(s.freshUntil) {
+		return false
+	}
+	if req.MinTTL > 0 && s.expiry.Sub(now) <= time.Duration(req.MinTTL)*time.Second {
+		return false
+	}
+	return !s.user || s.verifier.Equal(*v)
+}
+
+// touch records a use, writing only when the clock moved on noticeably, so
+// that concurrent cache hits do not all write the same cache line.
+func (c *cell) touch(now time.Time) {
+	n := now.UnixNano()
+	if n-c.lastUsed.Load() > int64(50*time.Millisecond) {
+		c.lastUsed.Store(n)
+	}
+}
+
+// NewRouter returns a Router over opts. Start nothing: actors are spawned on
+// first use.
+func NewRouter(opts Options) (*Router, error) {
+	if opts.Engine == nil || opts.Client == nil || opts.Keyring == nil {
+		return nil, errors.New("actors: Engine, Client and Keyring are required")
+	}
+	if opts.Publisher == nil {
+		opts.Publisher = tokenbroker.NopPublisher{}
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 30 * time.Minute
+	}
+	r := &Router{opts: opts, log: opts.Logger, now: opts.Now, named: map[string]*Spec{}}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	for i := range opts.Named {
+		s := &opts.Named[i]
+		if _, dup := r.named[s.Name]; dup {
+			return nil, fmt.Errorf("actors: duplicate credential %q", s.Name)
+		}
+		r.named[s.Name] = s
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// Serve implements tokenbroker.Service. A cache hit is answered before
+// Serve returns; anything else is handed to the credential's actor.
+func (r *Router) Serve(req tokenbroker.Request, rep tokenbroker.Replier) {
+	if r.stopped.Load() {
+		rep.Fail(&tokenbroker.Error{Code: tokenbroker.CodeUnavailable, OAuth: "temporarily_unavailable", Description: "the broker is shutting down"})
+		return
+	}
+	var (
+		key, id string
+		spec    *Spec
+		v       Verifier
+	)
+	if req.IsPassword() {
+		if spec = r.opts.Default; spec == nil {
+			rep.Fail(tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, "invalid_request",
+				"username/password requests need the default profile, which is not configured (TOKEN_ENDPOINT, CLIENTID)"))
+			return
+		}
+		id = r.opts.Keyring.UserCredentialID(spec.Name, req.Username)
+		key = "u:" + id
+		v = r.opts.Keyring.Verifier(id, req.Password)
+	} else {
+		if spec = r.named[req.Credential]; spec == nil {
+			rep.Fail(tokenbroker.Errorf(tokenbroker.CodeNotFound, "unknown_credential", "no credential named %s", quote(req.Credential)))
+			return
+		}
+		id = spec.Name
+		key = "n:" + id
+	}
+	now := r.now()
+	if c, ok := r.cells.Load(key); ok {
+		c := c.(*cell)
+		if s := c.snap.Load(); s != nil && s.serves(&req, &v, now) {
+			c.touch(now)
+			rep.Respond(tokenbroker.ActionExisting, s.reply.AppendTo(make([]byte, 0, s.reply.Len()), now))
+			return
+		}
+	}
+	r.pending.add()
+	r.dispatch(&getToken{req: req, verifier: v, rep: rep, r: r, key: key, id: id, spec: spec})
+}
+
+// dispatch delivers g to its credential's actor, spawning the actor when
+// there is none or the one found is leaving memory.
+func (r *Router) dispatch(g *getToken) {
+	for {
+		c := r.cellFor(g.key, g.id, g.spec)
+		c.mu.RLock()
+		if !c.retired {
+			r.opts.Engine.Send(c.pid, g)
+			c.mu.RUnlock()
+			return
+		}
+		c.mu.RUnlock()
+	}
+}
+
+func (r *Router) cellFor(key, id string, spec *Spec) *cell {
+	if c, ok := r.cells.Load(key); ok {
+		return c.(*cell)
+	}
+	r.spawnMu.Lock()
+	defer r.spawnMu.Unlock()
+	if c, ok := r.cells.Load(key); ok {
+		return c.(*cell)
+	}
+	c := &cell{key: key, id: id}
+	c.lastUsed.Store(r.now().UnixNano())
+	// A retiring actor of the same credential may still be registered; a
+	// fresh incarnation number keeps the new PID distinct from it.
+	c.pid = r.opts.Engine.Spawn(newCredential(r, c, spec), kind,
+		actor.WithID(id+"."+strconv.FormatUint(r.seq.Add(1), 10)),
+		actor.WithInboxSize(inboxSize))
+	r.cells.Store(key, c)
+	return c
+}
+
+// retire removes c from the Router, so that no message reaches its actor
+// any more. The actor calls it before it stops.
+func (r *Router) retire(c *cell) {
+	c.mu.Lock()
+	c.retired = true
+	r.cells.CompareAndDelete(c.key, c)
+	c.mu.Unlock()
+}
+
+// Credentials returns how many credentials are in memory.
+func (r *Router) Credentials() int {
+	n := 0
+	r.cells.Range(func(_, _ any) bool { n++; return true })
+	return n
+}
+
+// Stop refuses new requests, waits until every request in flight is
+// answered or ctx is done, then stops every actor and waits for them.
+func (r *Router) Stop(ctx context.Context) error {
+	r.stopped.Store(true)
+	waitErr := r.pending.wait(ctx)
+	r.cancel()
+	var pids []*actor.PID
+	r.cells.Range(func(_, v any) bool {
+		c := v.(*cell)
+		r.retire(c)
+		pids = append(pids, c.pid)
+		return true
+	})
+	for _, pid := range pids {
+		select {
+		case <-r.opts.Engine.Poison(pid).Done():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return waitErr
+}
+
+// pending counts requests handed to actors and not yet answered, so that
+// Stop can wait for them.
+type pending struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to 0 while someone waits
+}
+
+func (p *pending) add() {
+	p.mu.Lock()
+	p.n++
+	p.mu.Unlock()
+}
+
+func (p *pending) done() {
+	p.mu.Lock()
+	p.n--
+	if p.n == 0 && p.zero != nil {
+		close(p.zero)
+		p.zero = nil
+	}
+	p.mu.Unlock()
+}
+
+func (p *pending) wait(ctx context.Context) error {
+	p.mu.Lock()
+	if p.n == 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	if p.zero == nil {
+		p.zero = make(chan struct{})
+	}
+	zero := p.zero
+	p.mu.Unlock()
+	select {
+	case <-zero:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("actors: requests still in flight: %w", ctx.Err())
+	}
+}
+
+// quote quotes s for an error message, cut short so a huge name does not
+// make a huge error.
+func quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return strconv.Quote(s)
+}

@@ -1,0 +1,52 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/oauth"
+)
+
+// Grant is how a credential gets a token when it has no refresh token to use.
+type Grant string
+
+// The grants a credential can be declared with.
+const (
+	GrantPassword          Grant = "password"
+	GrantClientCredentials Grant = "client_credentials"
+)
+
+// grantRefresh is the refresh_token grant; a credential is never declared
+// with it, it uses it when it holds a refresh token.
+const grantRefresh Grant = "refresh_token"
+
+// Spec declares a credential: where and how it gets its tokens.
+type Spec struct {
+	// Name is a named credential's name and credential_id; for the default
+	// profile it names the profile ("default") and is mixed into the
+	// credential ids of its users.
+	Name     string
+	Endpoint oauth.Endpoint
+	Grant    Grant
+	// Username and Password are a named password credential's service
+	// account. Unused for the default profile, whose callers bring their own.
+	Username string
+	Password tokenbroker.Secret
+	// RefreshThreshold is how long before expiry a token stops being served
+	// from cache and is refreshed. For a token that lives less than twice as
+	// long, half its lifetime is used instead, so that short-lived tokens are
+	// still cached.
+	RefreshThreshold time.Duration
+	// KeepWarm keeps the credential in memory and its token refreshed ahead
+	// of expiry for as long as the broker runs, used or not. Without it the
+	// credential leaves memory after the idle timeout.
+	KeepWarm bool
+}
+
+// threshold returns the refresh threshold for a token granted for lifetime.
+func (s *Spec) threshold(lifetime time.Duration) time.Duration {
+	if lifetime > 0 && s.RefreshThreshold > lifetime/2 {
+		return lifetime / 2
+	}
+	return s.RefreshThreshold
+}
