@@ -1,0 +1,55 @@
+package messaging
+
+import (
+	"encoding/json"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/tokenbroker/tokenbroker"
+)
+
+// Publisher publishes the broker's events on NATS. Each event's event_id is
+// also its Nats-Msg-Id header, so a JetStream stream capturing the subjects
+// drops a duplicate sent after a failover.
+type Publisher struct {
+	nc       *nats.Conn
+	subjects Subjects
+	log      *slog.Logger
+}
+
+var _ tokenbroker.Publisher = (*Publisher)(nil)
+
+// NewPublisher returns a Publisher on nc.
+func NewPublisher(nc *nats.Conn, subjects Subjects, log *slog.Logger) *Publisher {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Publisher{nc: nc, subjects: subjects, log: log}
+}
+
+// PublishRefreshed implements tokenbroker.Publisher.
+func (p *Publisher) PublishRefreshed(e tokenbroker.RefreshedEvent) {
+	p.publish(p.subjects.Refreshed(e.CredentialID), e.EventID, e)
+}
+
+// PublishFailed implements tokenbroker.Publisher.
+func (p *Publisher) PublishFailed(e tokenbroker.FailedEvent) {
+	p.publish(p.subjects.Failed(e.CredentialID), e.EventID, e)
+}
+
+// publish does not wait for the server: nats.go buffers the message, and a
+// broker that lost its connection resends it on reconnect.
+func (p *Publisher) publish(subject, id string, event any) {
+	data, err := json.Marshal(event)
+	if err != nil {
+		p.log.Error("encode event", "subject", subject, "err", err)
+		return
+	}
+	msg := nats.NewMsg(subject)
+	msg.Header.Set(nats.MsgIdHdr, id)
+	msg.Data = data
+	if err := p.nc.PublishMsg(msg); err != nil {
+		p.log.Warn("publish event", "subject", subject, "err", err)
+	}
+}

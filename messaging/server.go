@@ -1,0 +1,133 @@
+package messaging
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// EmbeddedOptions configures the NATS server a broker starts when it is not
+// given NATS_URL.
+type EmbeddedOptions struct {
+	// Listen is host:port of the client listener (NATS_LISTEN); port 0 or
+	// -1 picks a free one.
+	Listen string
+	// ConfigFile is a nats-server configuration file (NATS_CONFIG); its own
+	// listen address, if it has one, wins over Listen.
+	ConfigFile string
+	// ReadyTimeout bounds the wait for the server to accept clients;
+	// default 10s.
+	ReadyTimeout time.Duration
+}
+
+// StartEmbedded starts a NATS server in this process and waits until it
+// accepts clients. The caller owns Shutdown.
+func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
+	opts := &server.Options{}
+	if o.ConfigFile != "" {
+		var err error
+		if opts, err = server.ProcessConfigFile(o.ConfigFile); err != nil {
+			return nil, fmt.Errorf("messaging: NATS_CONFIG %s: %w", o.ConfigFile, err)
+		}
+	}
+	if o.Listen != "" && opts.Port == 0 && opts.Host == "" {
+		host, port, err := net.SplitHostPort(o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("messaging: NATS_LISTEN %q: %w", o.Listen, err)
+		}
+		n, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("messaging: NATS_LISTEN %q: port is not a number", o.Listen)
+		}
+		if n == 0 {
+			n = server.RANDOM_PORT
+		}
+		opts.Host, opts.Port = host, n
+	}
+	opts.NoSigs = true // the broker handles signals and shuts the server down itself
+	opts.NoLog = true
+	if opts.ServerName == "" {
+		opts.ServerName = "tokenbroker"
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("messaging: embedded NATS server: %w", err)
+	}
+	go s.Start()
+	timeout := o.ReadyTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	if !s.ReadyForConnections(timeout) {
+		s.Shutdown()
+		return nil, errors.New("messaging: embedded NATS server did not start (is the NATS_LISTEN port in use?)")
+	}
+	return s, nil
+}
+
+// ConnectOptions says how the broker authenticates to NATS. Secrets are
+// given as files or already-read values, never logged.
+type ConnectOptions struct {
+	Name      string
+	CredsFile string // NATS_CREDS: a JWT user credentials file
+	NKeyFile  string // NATS_NKEY: an NKey seed file
+	User      string
+	Password  string
+	Token     string
+	CAFile    string // NATS_CA
+	CertFile  string // NATS_CERT
+	KeyFile   string // NATS_KEY
+	// InProcess connects to this embedded server through memory instead of
+	// TCP; URL is then ignored.
+	InProcess *server.Server
+}
+
+// Connect connects to NATS at url with o. The connection reconnects forever:
+// a broker waits out a NATS outage rather than exit.
+func Connect(url string, o ConnectOptions) (*nats.Conn, error) {
+	name := o.Name
+	if name == "" {
+		name = ServiceName
+	}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(false),
+	}
+	if o.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(o.InProcess))
+	}
+	if o.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.NKeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(o.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("messaging: NATS_NKEY: %w", err)
+		}
+		opts = append(opts, opt)
+	}
+	if o.User != "" {
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.Token != "" {
+		opts = append(opts, nats.Token(o.Token))
+	}
+	if o.CAFile != "" {
+		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	if o.CertFile != "" {
+		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("messaging: connect to NATS: %w", err)
+	}
+	return nc, nil
+}

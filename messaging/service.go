@@ -1,0 +1,128 @@
+package messaging
+
+import (
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/tokenbroker/tokenbroker"
+)
+
+// Version is the micro service's version, shown by `nats micro info`.
+const Version = "0.1.0"
+
+// Service is the token.request endpoint, registered as the NATS micro
+// service "tokenbroker" in queue group "tokenbroker", so that any number of
+// brokers share the requests and `nats micro ls|info|stats` see them.
+type Service struct {
+	nc      *nats.Conn
+	svc     micro.Service
+	backend tokenbroker.Service
+	log     *slog.Logger
+}
+
+// NewService registers the endpoint on nc and starts serving it with backend.
+func NewService(nc *nats.Conn, subjects Subjects, backend tokenbroker.Service, log *slog.Logger) (*Service, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{nc: nc, backend: backend, log: log}
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        ServiceName,
+		Version:     Version,
+		Description: "OAuth2 access tokens for stateless callers",
+		QueueGroup:  QueueGroup,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := svc.AddEndpoint("request", micro.HandlerFunc(s.handle),
+		micro.WithEndpointSubject(subjects.Request()),
+		micro.WithEndpointQueueGroup(QueueGroup)); err != nil {
+		_ = svc.Stop()
+		return nil, err
+	}
+	s.svc = svc
+	return s, nil
+}
+
+// Stop unsubscribes the endpoint, letting messages already delivered be
+// handled. It is idempotent.
+func (s *Service) Stop() error { return s.svc.Stop() }
+
+// Stopped reports whether the service has stopped.
+func (s *Service) Stopped() bool { return s.svc.Stopped() }
+
+// Info returns the micro service's description, as `nats micro info` shows it.
+func (s *Service) Info() micro.Info { return s.svc.Info() }
+
+// Stats returns the endpoint's counts, as `nats micro stats` shows them.
+func (s *Service) Stats() micro.Stats { return s.svc.Stats() }
+
+// handle runs on the subscription's single delivery goroutine, so it never
+// waits: a cache hit is answered before Serve returns, anything else is
+// answered later by the credential's actor through the replier.
+func (s *Service) handle(req micro.Request) {
+	r, err := tokenbroker.DecodeRequest(req.Data())
+	if err != nil {
+		e := tokenbroker.AsError(err)
+		_ = req.Error(strconv.Itoa(e.Code), e.Description, tokenbroker.EncodeError(e))
+		return
+	}
+	rep := &replier{nc: s.nc, req: req, log: s.log}
+	s.backend.Serve(r, rep)
+	rep.mu.Lock()
+	rep.returned = true
+	rep.mu.Unlock()
+}
+
+// replier answers one request. While the handler runs it answers through
+// the micro request, so micro counts the reply (and an error as an error);
+// once the handler has returned, micro reads the request's state without a
+// lock, so a late answer is published on the connection directly, with the
+// same micro error headers.
+type replier struct {
+	nc  *nats.Conn
+	req micro.Request
+	log *slog.Logger
+
+	mu       sync.Mutex
+	returned bool
+}
+
+func (r *replier) Respond(_ string, body []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var err error
+	if r.returned {
+		err = r.nc.Publish(r.req.Reply(), body)
+	} else {
+		err = r.req.Respond(body)
+	}
+	if err != nil {
+		r.log.Warn("reply to token request", "err", err)
+	}
+}
+
+func (r *replier) Fail(e *tokenbroker.Error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	code := strconv.Itoa(e.Code)
+	body := tokenbroker.EncodeError(e)
+	var err error
+	if r.returned {
+		msg := nats.NewMsg(r.req.Reply())
+		msg.Header.Set(micro.ErrorHeader, e.Description)
+		msg.Header.Set(micro.ErrorCodeHeader, code)
+		msg.Data = body
+		err = r.nc.PublishMsg(msg)
+	} else {
+		err = r.req.Error(code, e.Description, body)
+	}
+	if err != nil {
+		r.log.Warn("reply to token request", "err", err)
+	}
+}

@@ -1,0 +1,130 @@
+package messaging_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/natstest"
+	"github.com/tokenbroker/tokenbroker/messaging"
+)
+
+// stub answers like a broker would: from the handler for "sync", from
+// another goroutine (as an actor does) for everything else.
+type stub struct{}
+
+func (stub) Serve(req tokenbroker.Request, rep tokenbroker.Replier) {
+	if req.Credential == "sync" {
+		rep.Respond(tokenbroker.ActionExisting, []byte(`{"accesstoken":"sync"}`))
+		return
+	}
+	go func() {
+		if req.Credential == "missing" {
+			rep.Fail(tokenbroker.Errorf(404, "unknown_credential", "no credential named %q", req.Credential))
+			return
+		}
+		rep.Respond(tokenbroker.ActionNew, []byte(`{"accesstoken":"async"}`))
+	}()
+}
+
+func startService(t *testing.T) (*nats.Conn, *messaging.Service) {
+	t.Helper()
+	s := natstest.StartServer(t)
+	nc := natstest.Connect(t, s)
+	svc, err := messaging.NewService(nc, messaging.Subjects{Prefix: "token"}, stub{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	return natstest.Connect(t, s), svc
+}
+
+func TestServiceAnswersWithMicroErrorHeaders(t *testing.T) {
+	caller, svc := startService(t)
+	tests := []struct {
+		name     string
+		body     string
+		wantCode string
+		wantBody string
+	}{
+		{"cache hit answered in the handler", `{"credential":"sync"}`, "", `{"accesstoken":"sync"}`},
+		{"answer from another goroutine", `{"credential":"app"}`, "", `{"accesstoken":"async"}`},
+		{"error from another goroutine", `{"credential":"missing"}`, "404", `"error":"unknown_credential"`},
+		{"malformed JSON", `{"credential":`, "400", `"error":"invalid_request"`},
+		{"wrong type", `{"credential":42}`, "400", `field \"credential\" must be a string`},
+		{"both kinds", `{"credential":"a","username":"u","password":"p"}`, "400", `not both`},
+		{"oversized", `{"credential":"` + strings.Repeat("a", tokenbroker.MaxRequestBytes) + `"}`, "413", `over the limit`},
+		{"invalid UTF-8", "{\"credential\":\"\xff\"}", "400", `UTF-8`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			msg, err := caller.Request("token.request", []byte(tc.body), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := msg.Header.Get(micro.ErrorCodeHeader); got != tc.wantCode {
+				t.Fatalf("error code header %q, want %q (body %s)", got, tc.wantCode, msg.Data)
+			}
+			if tc.wantCode != "" && msg.Header.Get(micro.ErrorHeader) == "" {
+				t.Fatal("no Nats-Service-Error header")
+			}
+			if !strings.Contains(string(msg.Data), tc.wantBody) {
+				t.Fatalf("body %s does not contain %s", msg.Data, tc.wantBody)
+			}
+		})
+	}
+	stats := svc.Stats()
+	if len(stats.Endpoints) != 1 || stats.Endpoints[0].NumRequests != len(tests) {
+		t.Fatalf("micro stats: %+v", stats.Endpoints)
+	}
+}
+
+func TestServiceRegistersAsMicroService(t *testing.T) {
+	caller, _ := startService(t)
+	msg, err := caller.Request("$SRV.INFO.tokenbroker", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info micro.Info
+	if err := json.Unmarshal(msg.Data, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Name != messaging.ServiceName || len(info.Endpoints) != 1 {
+		t.Fatalf("info %+v", info)
+	}
+	ep := info.Endpoints[0]
+	if ep.Subject != "token.request" || ep.QueueGroup != messaging.QueueGroup {
+		t.Fatalf("endpoint %+v", ep)
+	}
+}
+
+func TestPublisherSendsEventsWithMsgID(t *testing.T) {
+	s := natstest.StartServer(t)
+	nc := natstest.Connect(t, s)
+	sub, err := nc.SubscribeSync("tb.refreshed.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	p := messaging.NewPublisher(natstest.Connect(t, s), messaging.Subjects{Prefix: "tb"}, nil)
+	p.PublishRefreshed(tokenbroker.RefreshedEvent{EventID: "e-1", CredentialID: "app", AccessToken: "tok", TokenType: "Bearer",
+		ExpiresOn: "1795870800", ExpiresIn: 3599, Action: tokenbroker.ActionRefreshed, RefreshedAt: time.Unix(1795867200, 0).UTC()})
+	msg, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Subject != "tb.refreshed.app" || msg.Header.Get(nats.MsgIdHdr) != "e-1" {
+		t.Fatalf("subject %q, Nats-Msg-Id %q", msg.Subject, msg.Header.Get(nats.MsgIdHdr))
+	}
+	want := `{"event_id":"e-1","credential_id":"app","accesstoken":"tok","token_type":"Bearer","expires_on":"1795870800","expires_in":3599,"action":"refreshed existing token","refreshed_at":"2026-11-28T12:00:00Z"}`
+	if string(msg.Data) != want {
+		t.Fatalf("event\n got %s\nwant %s", msg.Data, want)
+	}
+}
