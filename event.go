@@ -40,3 +40,21 @@ func (NopPublisher) PublishRefreshed(RefreshedEvent) {}
 
 // PublishFailed implements Publisher.
 func (NopPublisher) PublishFailed(FailedEvent) {}
+
+// Replier carries one answer back to one caller, from wherever the answer is
+// ready: the transport's own goroutine on a cache hit, a credential's actor
+// otherwise. Exactly one of its methods is called, exactly once, and it must
+// not block: implementations hand the bytes to their transport and return.
+type Replier interface {
+	// Respond sends a successful reply; body is the encoded Reply and action
+	// its action phrase, for metrics. body may be reused after Respond returns.
+	Respond(action string, body []byte)
+	// Fail sends an error reply.
+	Fail(err *Error)
+}
+
+// Service answers token requests. Serve must not block on the IdP: it
+// answers at once from the cache or hands the request to whoever will.
+type Service interface {
+	Serve(req Request, rep Replier)
+}

@@ -3,6 +3,7 @@ package messaging
 import (
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -46,6 +47,12 @@ func NewService(nc *nats.Conn, subjects Subjects, backend tokenbroker.Service, l
 		return nil, err
 	}
 	s.svc = svc
+	// Return only once the server has the subscription, so a caller told
+	// the broker is up never meets "no responders".
+	if err := nc.Flush(); err != nil {
+		_ = svc.Stop()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -69,7 +76,7 @@ func (s *Service) handle(req micro.Request) {
 	r, err := tokenbroker.DecodeRequest(req.Data())
 	if err != nil {
 		e := tokenbroker.AsError(err)
-		_ = req.Error(strconv.Itoa(e.Code), e.Description, tokenbroker.EncodeError(e))
+		_ = req.Error(strconv.Itoa(e.Code), headerValue(e.Description), tokenbroker.EncodeError(e))
 		return
 	}
 	rep := &replier{nc: s.nc, req: req, log: s.log}
@@ -115,14 +122,22 @@ func (r *replier) Fail(e *tokenbroker.Error) {
 	var err error
 	if r.returned {
 		msg := nats.NewMsg(r.req.Reply())
-		msg.Header.Set(micro.ErrorHeader, e.Description)
+		msg.Header.Set(micro.ErrorHeader, headerValue(e.Description))
 		msg.Header.Set(micro.ErrorCodeHeader, code)
 		msg.Data = body
 		err = r.nc.PublishMsg(msg)
 	} else {
-		err = r.req.Error(code, e.Description, body)
+		err = r.req.Error(code, headerValue(e.Description), body)
 	}
 	if err != nil {
 		r.log.Warn("reply to token request", "err", err)
 	}
 }
+
+// oneLine folds line breaks: a header value is one line, and Azure AD puts
+// its trace and correlation ids on lines of their own.
+var oneLine = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ")
+
+// headerValue is the Nats-Service-Error value for an error description.
+// The JSON body keeps the description as the IdP sent it.
+func headerValue(description string) string { return oneLine.Replace(description) }

@@ -1,0 +1,282 @@
+package broker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/broker"
+	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
+)
+
+const (
+	user     = "alice@contoso.example"
+	password = "s3cret-Passw0rd!"
+	clientID = "11111111-2222-3333-4444-555555555555"
+	app      = "app"
+	secret   = "app-client-secret-value"
+	resource = "https://resource.example"
+)
+
+// logSink collects every log line of a test's brokers, to check for secrets.
+type logSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+type env struct {
+	idp    *fakeidp.Server
+	broker *broker.Broker
+	nc     *nats.Conn
+	logs   *logSink
+}
+
+func start(t *testing.T, lifetime, threshold time.Duration) *env {
+	t.Helper()
+	idp, err := fakeidp.Start(fakeidp.WithLifetime(lifetime), fakeidp.WithUser(user, password),
+		fakeidp.WithClient(clientID, ""), fakeidp.WithClient(app, secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Close)
+	cfg := config.Defaults()
+	cfg.NATSListen = "127.0.0.1:0"
+	cfg.HTTPAddr = ""
+	cfg.Default = config.Credential{Name: config.DefaultName, Grant: config.GrantPassword,
+		TokenEndpoint: idp.V1TokenURL(), ClientID: clientID, Resource: resource, RefreshThreshold: threshold}
+	cfg.Credentials = []config.Credential{{Name: app, Grant: config.GrantClientCredentials,
+		TokenEndpoint: idp.V2TokenURL(), ClientID: app, ClientSecret: secret, Scope: resource + "/.default",
+		RefreshThreshold: threshold, KeepWarm: true}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logSink{}
+	b, err := broker.Start(cfg, broker.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.Shutdown(ctx)
+	})
+	nc, err := nats.Connect(b.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if !strings.HasPrefix(b.ClientURL(), "nats://127.0.0.1:") {
+		t.Fatalf("embedded server not on loopback: %s", b.ClientURL())
+	}
+	return &env{idp: idp, broker: b, nc: nc, logs: logs}
+}
+
+func (e *env) request(t *testing.T, body string) *nats.Msg {
+	t.Helper()
+	msg, err := e.nc.Request("token.request", []byte(body), 10*time.Second)
+	if err != nil {
+		t.Fatalf("request %s: %v", body, err)
+	}
+	return msg
+}
+
+func decodeReply(t *testing.T, msg *nats.Msg) tokenbroker.Reply {
+	t.Helper()
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		t.Fatalf("error %s: %s", code, msg.Data)
+	}
+	var r tokenbroker.Reply
+	if err := json.Unmarshal(msg.Data, &r); err != nil {
+		t.Fatalf("reply %s: %v", msg.Data, err)
+	}
+	return r
+}
+
+// assertNoSecrets fails if any secret or token of the test shows in the logs.
+func assertNoSecrets(t *testing.T, logs string, extra ...string) {
+	t.Helper()
+	for _, s := range append([]string{password, secret, user}, extra...) {
+		if s != "" && strings.Contains(logs, s) {
+			t.Fatalf("logs contain a secret (%.6s...):\n%s", s, logs)
+		}
+	}
+}
+
+func TestFiveHundredSimultaneousFirstRequestsOverNATS(t *testing.T) {
+	e := start(t, time.Hour, 10*time.Minute)
+	const n = 500
+	body := []byte(`{"username":"` + user + `","password":"` + password + `"}`)
+	inbox := nats.NewInbox()
+	replies := make(chan *nats.Msg, n)
+	sub, err := e.nc.ChanSubscribe(inbox+".*", replies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	release := e.idp.Hold()
+	for i := 0; i < n; i++ {
+		if err := e.nc.PublishRequest("token.request", inbox+"."+string(rune('a'+i%26))+strings.Repeat("x", i/26), body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Every request reached the broker while the IdP holds the first call.
+	eventually(t, func() bool { return e.broker.Service().Stats().Endpoints[0].NumRequests == n })
+	release()
+	var token string
+	for i := 0; i < n; i++ {
+		select {
+		case msg := <-replies:
+			r := decodeReply(t, msg)
+			if r.Action != tokenbroker.ActionNew {
+				t.Fatalf("reply %d: action %q", i, r.Action)
+			}
+			if token == "" {
+				token = r.AccessToken
+			} else if r.AccessToken != token {
+				t.Fatalf("reply %d: another token", i)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d replies", i, n)
+		}
+	}
+	if got := e.idp.Calls(); got != 1 {
+		t.Fatalf("IdP calls: %d, want 1", got)
+	}
+	assertNoSecrets(t, e.logs.String(), token)
+}
+
+func TestProactiveRefreshIsPublishedOverNATS(t *testing.T) {
+	e := start(t, 3*time.Second, time.Second)
+	sub, err := e.nc.SubscribeSync("token.refreshed." + app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	first := decodeReply(t, e.request(t, `{"credential":"app"}`))
+	var events []tokenbroker.RefreshedEvent
+	for len(events) < 2 {
+		msg, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("waiting for event %d: %v", len(events)+1, err)
+		}
+		var ev tokenbroker.RefreshedEvent
+		if err := json.Unmarshal(msg.Data, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if msg.Header.Get(nats.MsgIdHdr) != ev.EventID || ev.EventID == "" {
+			t.Fatalf("Nats-Msg-Id %q, event_id %q", msg.Header.Get(nats.MsgIdHdr), ev.EventID)
+		}
+		events = append(events, ev)
+	}
+	if events[0].AccessToken != first.AccessToken || events[0].Action != tokenbroker.ActionNew {
+		t.Fatalf("first event %+v", events[0])
+	}
+	if events[1].Action != tokenbroker.ActionRefreshed || events[1].AccessToken == first.AccessToken {
+		t.Fatalf("refresh event %+v", events[1])
+	}
+	next := decodeReply(t, e.request(t, `{"credential":"app"}`))
+	if next.AccessToken != events[1].AccessToken || next.Action != tokenbroker.ActionExisting {
+		t.Fatalf("after the refresh: %+v", next)
+	}
+	assertNoSecrets(t, e.logs.String(), first.AccessToken, next.AccessToken)
+}
+
+func TestErrorsCarryMicroHeaders(t *testing.T) {
+	e := start(t, time.Hour, 10*time.Minute)
+	tests := []struct {
+		name, body, code, oauth string
+	}{
+		{"IdP rejects the password", `{"username":"` + user + `","password":"wrong-password"}`, "401", "invalid_grant"},
+		{"unknown named credential", `{"credential":"nope"}`, "404", "unknown_credential"},
+		{"malformed request", `{"username":`, "400", "invalid_request"},
+		{"min_ttl of the wrong type", `{"credential":"app","min_ttl":"10"}`, "400", "invalid_request"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := e.request(t, tc.body)
+			if got := msg.Header.Get(micro.ErrorCodeHeader); got != tc.code {
+				t.Fatalf("code %q, want %s (%s)", got, tc.code, msg.Data)
+			}
+			var er tokenbroker.ErrorReply
+			if err := json.Unmarshal(msg.Data, &er); err != nil || er.Error != tc.oauth || er.Description == "" {
+				t.Fatalf("body %s", msg.Data)
+			}
+			if want := strings.NewReplacer("\r\n", " ").Replace(er.Description); msg.Header.Get(micro.ErrorHeader) != want {
+				t.Fatalf("Nats-Service-Error %q differs from error_description %q", msg.Header.Get(micro.ErrorHeader), er.Description)
+			}
+		})
+	}
+	assertNoSecrets(t, e.logs.String(), "wrong-password")
+}
+
+func TestShutdownAnswersRequestsInFlight(t *testing.T) {
+	e := start(t, time.Hour, 10*time.Minute)
+	release := e.idp.Hold()
+	reply := make(chan *nats.Msg, 1)
+	sub, err := e.nc.ChanSubscribe(e.nc.NewRespInbox(), reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.PublishRequest("token.request", sub.Subject, []byte(`{"credential":"app"}`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return e.idp.Calls() == 1 })
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- e.broker.Shutdown(ctx)
+	}()
+	release()
+	select {
+	case msg := <-reply:
+		if r := decodeReply(t, msg); r.AccessToken == "" {
+			t.Fatal("empty token")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request in flight was not answered")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		<-tick.C
+	}
+}
