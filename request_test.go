@@ -1,0 +1,145 @@
+package tokenbroker_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+)
+
+func TestDecodeRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want tokenbroker.Request
+		code int    // 0: valid
+		says string // in the error description
+	}{
+		{name: "username and password", body: `{"username":"u@x","password":"p"}`, want: tokenbroker.Request{Username: "u@x", Password: "p"}},
+		{name: "named credential with options", body: `{"credential":"crm","force_refresh":true,"min_ttl":300}`, want: tokenbroker.Request{Credential: "crm", ForceRefresh: true, MinTTL: 300}},
+		{name: "unknown fields are ignored", body: `{"credential":"crm","client":"v1"}`, want: tokenbroker.Request{Credential: "crm"}},
+		{name: "empty", body: ``, code: 400, says: "empty request"},
+		{name: "white space", body: " \n", code: 400, says: "empty request"},
+		{name: "not an object", body: `["crm"]`, code: 400, says: "expected a JSON object"},
+		{name: "truncated", body: `{"credential":"crm"`, code: 400, says: "malformed JSON"},
+		{name: "trailing garbage", body: `{"credential":"crm"} x`, code: 400, says: "malformed JSON"},
+		{name: "wrong type", body: `{"credential":7}`, code: 400, says: `field "credential" must be a string`},
+		{name: "min_ttl as string", body: `{"credential":"c","min_ttl":"60"}`, code: 400, says: `"min_ttl" must be a whole number`},
+		{name: "min_ttl fractional", body: `{"credential":"c","min_ttl":1.5}`, code: 400, says: `"min_ttl" must be a whole number`},
+		{name: "force_refresh as string", body: `{"credential":"c","force_refresh":"yes"}`, code: 400, says: `"force_refresh" must be true or false`},
+		{name: "neither", body: `{}`, code: 400, says: "missing username and password, or credential"},
+		{name: "both", body: `{"credential":"c","username":"u","password":"p"}`, code: 400, says: "not both"},
+		{name: "username without password", body: `{"username":"u"}`, code: 400, says: "missing password"},
+		{name: "password without username", body: `{"password":"p"}`, code: 400, says: "password given without username"},
+		{name: "password with credential", body: `{"credential":"c","password":"p"}`, code: 400, says: "password goes with username"},
+		{name: "negative min_ttl", body: `{"credential":"c","min_ttl":-1}`, code: 400, says: "min_ttl must be between"},
+		{name: "absurd min_ttl", body: `{"credential":"c","min_ttl":31536000}`, code: 400, says: "min_ttl must be between"},
+		{name: "huge field", body: `{"credential":"` + strings.Repeat("c", tokenbroker.MaxFieldBytes+1) + `"}`, code: 400, says: "over 4096 bytes"},
+		{name: "invalid UTF-8", body: "{\"username\":\"\xc3\x28\",\"password\":\"p\"}", code: 400, says: "UTF-8"},
+		{name: "oversized", body: `{"credential":"` + strings.Repeat("c", tokenbroker.MaxRequestBytes) + `"}`, code: 413, says: "over the limit"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tokenbroker.DecodeRequest([]byte(tc.body))
+			if tc.code == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != tc.want {
+					t.Fatalf("got %+v, want %+v", got, tc.want)
+				}
+				return
+			}
+			var e *tokenbroker.Error
+			if !errors.As(err, &e) || e.Code != tc.code || e.OAuth != "invalid_request" || !strings.Contains(e.Description, tc.says) {
+				t.Fatalf("got %v, want %d containing %q", err, tc.code, tc.says)
+			}
+			if got != (tokenbroker.Request{}) {
+				t.Fatalf("a refused request decoded to %+v", got)
+			}
+		})
+	}
+}
+
+func TestDecodeErrorsNeverEchoThePassword(t *testing.T) {
+	for _, body := range []string{
+		`{"username":"u","password":"hunter2-secret","min_ttl":"x"}`,
+		`{"username":"u","password":"hunter2-secret","credential":"c"}`,
+		`{"username":"u","password":"hunter2-secret"`,
+	} {
+		_, err := tokenbroker.DecodeRequest([]byte(body))
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Fatalf("%s: %v", body, err)
+		}
+	}
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	for _, seed := range []string{
+		`{"username":"u@x","password":"p"}`, `{"credential":"crm","force_refresh":true,"min_ttl":300}`,
+		`{}`, `[]`, `null`, `{"min_ttl":1e400}`, `{"username":"\ud800","password":"p"}`, "\xff", `{"credential":"a","credential":"b"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := tokenbroker.DecodeRequest(data)
+		if err != nil {
+			var e *tokenbroker.Error
+			if !errors.As(err, &e) || (e.Code != 400 && e.Code != 413) {
+				t.Fatalf("error %v is not a 400 or 413", err)
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("decoded request does not validate: %v", err)
+		}
+		if r.IsPassword() == (r.Credential != "") {
+			t.Fatalf("decoded request is neither or both kinds: %+v", r)
+		}
+	})
+}
+
+func TestCachedReplyMatchesTheEncodedReply(t *testing.T) {
+	expiry := time.Unix(1795870800, 0)
+	now := expiry.Add(-1234500 * time.Millisecond)
+	c := tokenbroker.NewCachedReply("u-0123", `tok"en\with<chars>`, "Bearer", expiry)
+	want, _ := json.Marshal(tokenbroker.NewReply("u-0123", `tok"en\with<chars>`, "Bearer", expiry, tokenbroker.ActionExisting, now))
+	if got := c.AppendTo(nil, now); string(got) != string(want) {
+		t.Fatalf("cached reply\n got %s\nwant %s", got, want)
+	}
+	if got := c.AppendTo(nil, expiry.Add(time.Hour)); !strings.Contains(string(got), `"expires_in":0,`) {
+		t.Fatalf("an expired token's expires_in must be 0: %s", got)
+	}
+	if n := len(c.AppendTo(nil, now)); n > c.Len() {
+		t.Fatalf("Len %d under the encoded length %d", c.Len(), n)
+	}
+}
+
+func TestReplyKeepsTheOriginalFieldsFirst(t *testing.T) {
+	b, _ := json.Marshal(tokenbroker.NewReply("c", "t", "Bearer", time.Unix(100, 0), tokenbroker.ActionNew, time.Unix(40, 0)))
+	want := `{"accesstoken":"t","expires_on":"100","action":"retrieved new token","token_type":"Bearer","expires_in":60,"credential_id":"c"}`
+	if string(b) != want {
+		t.Fatalf("got %s", b)
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	s := tokenbroker.Secret("hunter2")
+	var buf strings.Builder
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "password", s, "req", tokenbroker.Request{Username: "u", Password: s})
+	j, _ := json.Marshal(struct{ P tokenbroker.Secret }{s})
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s", s, s, s, s), buf.String(), string(j),
+		fmt.Sprintf("%+v", tokenbroker.Request{Password: s})} {
+		if strings.Contains(out, "hunter2") {
+			t.Fatalf("secret printed: %s", out)
+		}
+	}
+	if s.Reveal() != "hunter2" {
+		t.Fatal("Reveal")
+	}
+}
