@@ -43,9 +43,10 @@ type credential struct {
 	waiters  []*getToken // callers waiting for it
 	failures int         // background refreshes failed in a row
 
-	timer   *time.Timer
-	wakeGen uint64
-	retired bool
+	timer     *time.Timer
+	wakeGen   uint64
+	waitTimer *time.Timer // armed while callers wait: fires at the earliest deadline
+	retired   bool
 }
 
 func newCredential(r *Router, c *cell, spec *Spec) actor.Producer {
@@ -67,6 +68,9 @@ func (a *credential) Receive(ctx *actor.Context) {
 		a.engine, a.pid = ctx.Engine(), ctx.PID()
 	case actor.Stopped:
 		a.stopTimer()
+		if a.waitTimer != nil {
+			a.waitTimer.Stop()
+		}
 		for _, g := range a.waiters {
 			g.fail(&tokenbroker.Error{Code: tokenbroker.CodeUnavailable, OAuth: "temporarily_unavailable", Description: "the broker is shutting down"})
 		}
@@ -84,6 +88,9 @@ func (a *credential) Receive(ctx *actor.Context) {
 		a.fetched(m)
 	case wake:
 		a.woke(m)
+	case overdue:
+		a.waitTimer = nil
+		a.expireWaiters()
 	}
 }
 
@@ -108,9 +115,44 @@ func (a *credential) serve(g *getToken, now time.Time) {
 		}
 	}
 	a.waiters = append(a.waiters, g)
+	a.armWaitTimer()
 	if a.fetching == nil {
 		a.start(a.plan(g, now), g)
 	}
+}
+
+// armWaitTimer makes sure someone answers the waiters by their deadlines,
+// even if the IdP call they wait on outlives them (a caller queued behind
+// several calls for other passwords, say).
+func (a *credential) armWaitTimer() {
+	if a.waitTimer != nil || len(a.waiters) == 0 {
+		return
+	}
+	earliest := a.waiters[0].deadline
+	for _, g := range a.waiters[1:] {
+		if g.deadline.Before(earliest) {
+			earliest = g.deadline
+		}
+	}
+	engine, pid := a.engine, a.pid
+	a.waitTimer = time.AfterFunc(time.Until(earliest), func() { engine.Send(pid, overdue{}) })
+}
+
+// expireWaiters answers 504 to every caller past its deadline.
+func (a *credential) expireWaiters() {
+	now := time.Now()
+	kept := a.waiters[:0]
+	for _, g := range a.waiters {
+		if now.Before(g.deadline) {
+			kept = append(kept, g)
+			continue
+		}
+		g.fail(&tokenbroker.Error{Code: tokenbroker.CodeTimeout, OAuth: "temporarily_unavailable",
+			Description: "the broker could not get a token in time"})
+	}
+	clear(a.waiters[len(kept):])
+	a.waiters = kept
+	a.armWaitTimer()
 }
 
 // fresh reports whether the token may answer g without a refresh: more than

@@ -270,3 +270,19 @@ func mustInt(t testing.TB, s string) int64 {
 	}
 	return n
 }
+
+func TestCallerPastItsDeadlineGets504(t *testing.T) {
+	h := newHarness(t, harnessOpts{reqTimeout: 200 * time.Millisecond})
+	h.idp.Fail(fakeidp.FailHang(), 1)
+	res := h.ask(named(testApp))
+	if res.err == nil || res.err.Code != tokenbroker.CodeTimeout {
+		t.Fatalf("want 504, got %+v", res)
+	}
+	// The next caller waits on the same hung call, not a new one.
+	if res := h.ask(named(testApp)); res.err == nil || res.err.Code != tokenbroker.CodeTimeout {
+		t.Fatalf("want 504 again, got %+v", res)
+	}
+	if got := h.idp.Calls(); got != 1 {
+		t.Fatalf("IdP calls: %d, want 1", got)
+	}
+}

@@ -40,6 +40,7 @@ type harnessOpts struct {
 	lifetime    time.Duration
 	threshold   time.Duration
 	idleTimeout time.Duration
+	reqTimeout  time.Duration
 	idp         []fakeidp.Option
 }
 
@@ -91,8 +92,9 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 			Name: testApp, Grant: GrantClientCredentials, RefreshThreshold: o.threshold, KeepWarm: true,
 			Endpoint: oauth.Endpoint{TokenURL: idp.V2TokenURL(), ClientID: testApp, ClientSecret: testSecret, Scope: testResource + "/.default"},
 		}},
-		IdleTimeout: o.idleTimeout,
-		Now:         now,
+		IdleTimeout:    o.idleTimeout,
+		RequestTimeout: o.reqTimeout,
+		Now:            now,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ type getToken struct {
 	r        *Router
 	key, id  string
 	spec     *Spec
+	deadline time.Time // past it the caller gets a 504
 }
 
 func (g *getToken) respond(action string, body []byte) {
@@ -49,3 +50,6 @@ type fetchDone struct {
 
 // wake is the actor's timer firing; gen discards timers since replaced.
 type wake struct{ gen uint64 }
+
+// overdue is the waiters' timer firing: answer callers past their deadline.
+type overdue struct{}

@@ -37,6 +37,9 @@ type Options struct {
 	// IdleTimeout is how long an unused credential without KeepWarm stays in
 	// memory. Default 30 minutes.
 	IdleTimeout time.Duration
+	// RequestTimeout bounds how long a request waits on its credential's
+	// actor; past it the caller gets a 504. Default 30 seconds.
+	RequestTimeout time.Duration
 	// Logger receives the actors' logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now.
@@ -119,6 +122,9 @@ func NewRouter(opts Options) (*Router, error) {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 30 * time.Minute
 	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 30 * time.Second
+	}
 	r := &Router{opts: opts, log: opts.Logger, now: opts.Now, named: map[string]*Spec{}}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -176,7 +182,10 @@ func (r *Router) Serve(req tokenbroker.Request, rep tokenbroker.Replier) {
 		}
 	}
 	r.pending.add()
-	r.dispatch(&getToken{req: req, verifier: v, rep: rep, r: r, key: key, id: id, spec: spec})
+	// The deadline is on the real clock even when tests move Now: it
+	// bounds a caller's wait, not a token's life.
+	r.dispatch(&getToken{req: req, verifier: v, rep: rep, r: r, key: key, id: id, spec: spec,
+		deadline: time.Now().Add(r.opts.RequestTimeout)})
 }
 
 // dispatch delivers g to its credential's actor, spawning the actor when

@@ -79,12 +79,13 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	}
 	subjects := messaging.Subjects{Prefix: cfg.SubjectPrefix}
 	ro := actors.Options{
-		Engine:      engine,
-		Client:      oauth.NewClient(o.IdPHTTPClient, cfg.IdPTimeout),
-		Publisher:   messaging.NewPublisher(b.nc, subjects, b.log),
-		Keyring:     keys,
-		IdleTimeout: cfg.IdleTimeout,
-		Logger:      b.log,
+		Engine:         engine,
+		Client:         oauth.NewClient(o.IdPHTTPClient, cfg.IdPTimeout),
+		Publisher:      messaging.NewPublisher(b.nc, subjects, b.log),
+		Keyring:        keys,
+		IdleTimeout:    cfg.IdleTimeout,
+		RequestTimeout: cfg.RequestTimeout,
+		Logger:         b.log,
 	}
 	if cfg.HasDefault() {
 		s := spec(cfg.Default, false)
