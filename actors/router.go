@@ -24,10 +24,21 @@ const kind = "credential"
 // small one keeps idle credentials cheap without limiting bursts.
 const inboxSize = 8
 
+// TokenClient calls token endpoints: *oauth.Client, or a wrapper that adds
+// retries and limits. Implementations must be safe for concurrent use; the
+// actors call them from goroutines of their own, never from Receive.
+type TokenClient interface {
+	Password(ctx context.Context, ep oauth.Endpoint, username string, password tokenbroker.Secret) (*oauth.Token, error)
+	ClientCredentials(ctx context.Context, ep oauth.Endpoint) (*oauth.Token, error)
+	Refresh(ctx context.Context, ep oauth.Endpoint, refreshToken tokenbroker.Secret) (*oauth.Token, error)
+}
+
+var _ TokenClient = (*oauth.Client)(nil)
+
 // Options configures a Router.
 type Options struct {
 	Engine    *actor.Engine
-	Client    *oauth.Client
+	Client    TokenClient
 	Publisher tokenbroker.Publisher // nil: events are dropped
 	Keyring   *Keyring
 	// Default is the profile of username/password requests; nil refuses them.
