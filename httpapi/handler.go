@@ -1,0 +1,322 @@
+// Package httpapi is the broker's HTTP gateway: the original helper's
+// POST /requesttoken, served by the same tokenbroker.Service as token.request
+// on NATS, plus the operations endpoints /healthz, /readyz and /metrics.
+//
+// Every answer of /requesttoken is JSON with the contract's field names and a
+// real HTTP status: 200 with the encoded Reply, or the Error's code (400, 401,
+// 404, 413, 502, 503, 504, 500) with {"error": ..., "error_description": ...}.
+// The gateway never logs or labels a username, a password or a token.
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/metrics"
+)
+
+// DefaultRequestTimeout is how long /requesttoken waits for the Service when
+// Options.RequestTimeout is zero, as REQUEST_TIMEOUT defaults to.
+const DefaultRequestTimeout = 30 * time.Second
+
+// Options configure the gateway's handler.
+type Options struct {
+	// Service answers token requests, as it does on NATS. Required.
+	Service tokenbroker.Service
+	// Metrics records one request per /requesttoken answer and serves
+	// /metrics. Nil records nothing and makes /metrics a 404.
+	Metrics *metrics.Metrics
+	// Ready reports whether the broker can serve: nil when NATS is
+	// connected and token.request subscribed, else why not. /readyz calls
+	// it on every probe, so it must be cheap and safe for concurrent use.
+	// A nil Ready means always ready.
+	Ready func() error
+	// RequestTimeout bounds how long /requesttoken waits for the Service;
+	// after it the caller gets a 504. Zero means DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// Logger gets one Debug line per request (method, path, status,
+	// duration) and nothing about its content. Nil discards.
+	Logger *slog.Logger
+}
+
+// handler is the gateway's mux. It dispatches on the exact path by hand,
+// rather than with http.ServeMux, so that unknown paths and wrong methods get
+// the same JSON error bodies as everything else.
+type handler struct {
+	svc     tokenbroker.Service
+	metrics *metrics.Metrics
+	ready   func() error
+	timeout time.Duration
+	log     *slog.Logger
+}
+
+// NewHandler returns the gateway's handler: /requesttoken, /healthz, /readyz
+// and /metrics. Any other path is a 404 with a JSON error body. It panics
+// without a Service, a wiring bug.
+func NewHandler(o Options) http.Handler {
+	if o.Service == nil {
+		panic("httpapi: NewHandler without a Service")
+	}
+	h := &handler{svc: o.Service, metrics: o.Metrics, ready: o.Ready, timeout: o.RequestTimeout, log: o.Logger}
+	if h.timeout <= 0 {
+		h.timeout = DefaultRequestTimeout
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	return h
+}
+
+// Paths the gateway serves.
+const (
+	// PathRequestToken takes a token request, POST or GET with a JSON body.
+	PathRequestToken = "/requesttoken"
+	// PathHealthz answers 200 while the process runs.
+	PathHealthz = "/healthz"
+	// PathReadyz answers 200 when Options.Ready says so, else 503.
+	PathReadyz = "/readyz"
+	// PathMetrics serves Options.Metrics in the Prometheus text format.
+	PathMetrics = "/metrics"
+)
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The status recorder costs an allocation per request, so it is only
+	// put in when its Debug line will be written.
+	if h.log.Enabled(r.Context(), slog.LevelDebug) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			// The path only: a query string might carry anything.
+			h.log.Debug("http request", "method", r.Method, "path", r.URL.Path,
+				"status", sw.status, "duration", time.Since(start))
+		}()
+		w = sw
+	}
+	switch r.URL.Path {
+	case PathRequestToken:
+		// The original helper accepted GET with a JSON body too.
+		if r.Method != http.MethodPost && r.Method != http.MethodGet {
+			methodNotAllowed(w, "GET, POST")
+			return
+		}
+		h.requestToken(w, r)
+	case PathHealthz:
+		if get(w, r) {
+			writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
+		}
+	case PathReadyz:
+		if get(w, r) {
+			h.readyz(w)
+		}
+	case PathMetrics:
+		if !get(w, r) {
+			return
+		}
+		if h.metrics == nil {
+			notFound(w)
+			return
+		}
+		h.metrics.Handler().ServeHTTP(w, r)
+	default:
+		notFound(w)
+	}
+}
+
+// get answers 405 to anything but GET or HEAD and reports whether the
+// request may go on.
+func get(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	methodNotAllowed(w, "GET, HEAD")
+	return false
+}
+
+func (h *handler) readyz(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	var err error
+	if h.ready != nil {
+		err = h.ready()
+	}
+	if err != nil {
+		body, _ := json.Marshal(struct {
+			Status string `json:"status"`
+			Reason string `json:"reason"`
+		}{"unready", err.Error()})
+		writeJSON(w, http.StatusServiceUnavailable, body)
+		return
+	}
+	writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
+}
+
+// requestToken decodes the body, hands the request to the Service and waits
+// for its answer, the request's deadline or the client's departure,
+// whichever comes first.
+func (h *handler) requestToken(w http.ResponseWriter, r *http.Request) {
+	// Token answers carry secrets: no cache may keep them, nor an error
+	// that a retry would change.
+	w.Header().Set("Cache-Control", "no-store")
+
+	if r.ContentLength > tokenbroker.MaxRequestBytes {
+		// Known to be too large before reading a byte of it.
+		h.fail(w, tooLarge())
+		return
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, tokenbroker.MaxRequestBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			h.fail(w, tooLarge())
+			return
+		}
+		h.fail(w, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, "invalid_request", "could not read the request body"))
+		return
+	}
+	req, err := tokenbroker.DecodeRequest(data)
+	if err != nil {
+		h.fail(w, tokenbroker.AsError(err))
+		return
+	}
+
+	rep := &replier{ch: make(chan answer, 1)}
+	h.svc.Serve(req, rep)
+
+	var a answer
+	select {
+	case a = <-rep.ch:
+		// Answered during Serve, a cache hit: no timer needed.
+	default:
+		timer := time.NewTimer(h.timeout)
+		defer timer.Stop()
+		select {
+		case a = <-rep.ch:
+		case <-timer.C:
+			// The late answer, if any, lands in the buffered channel
+			// and is collected with it.
+			h.fail(w, tokenbroker.Errorf(tokenbroker.CodeTimeout, "temporarily_unavailable",
+				"the broker did not answer within %s", h.timeout))
+			return
+		case <-r.Context().Done():
+			// The client is gone: nobody to answer, and no outcome worth
+			// counting as the broker's.
+			return
+		}
+	}
+	if a.err != nil {
+		h.fail(w, a.err)
+		return
+	}
+	if a.action == tokenbroker.ActionExisting {
+		h.metrics.CacheHit(metrics.TransportHTTP)
+	} else {
+		h.metrics.Request(metrics.TransportHTTP, metrics.OutcomeOK, a.action)
+	}
+	writeJSON(w, http.StatusOK, a.body)
+}
+
+// fail writes e and counts it.
+func (h *handler) fail(w http.ResponseWriter, e *tokenbroker.Error) {
+	status := e.Code
+	if status < 400 || status > 599 {
+		// Not a code of the contract: a bug somewhere, and HTTP needs an
+		// error status.
+		status = http.StatusInternalServerError
+	}
+	h.metrics.Request(metrics.TransportHTTP, strconv.Itoa(status), "")
+	if status == http.StatusServiceUnavailable && e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	writeJSON(w, status, tokenbroker.EncodeError(e))
+}
+
+func tooLarge() *tokenbroker.Error {
+	return tokenbroker.Errorf(tokenbroker.CodeTooLarge, "invalid_request",
+		"request is over the limit of %d bytes", tokenbroker.MaxRequestBytes)
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeJSON(w, http.StatusMethodNotAllowed, tokenbroker.EncodeError(tokenbroker.Errorf(
+		http.StatusMethodNotAllowed, "invalid_request", "method not allowed; use %s", allow)))
+}
+
+func notFound(w http.ResponseWriter) {
+	writeJSON(w, http.StatusNotFound, tokenbroker.EncodeError(tokenbroker.Errorf(
+		http.StatusNotFound, "invalid_request", "no such endpoint; token requests go to POST %s", PathRequestToken)))
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body) // a failed write means the client is gone
+}
+
+// answer is what the Service delivered: a body and its action, or an error.
+type answer struct {
+	action string
+	body   []byte
+	err    *tokenbroker.Error
+}
+
+// replier hands the Service's answer to the waiting handler through a
+// channel of capacity 1, so that Respond and Fail never block, even when the
+// handler has stopped waiting (timeout, client gone).
+type replier struct {
+	ch chan answer
+}
+
+// Respond implements tokenbroker.Replier. body is copied: the Service may
+// reuse it once Respond returns.
+func (r *replier) Respond(action string, body []byte) {
+	r.send(answer{action: action, body: bytes.Clone(body)})
+}
+
+// Fail implements tokenbroker.Replier.
+func (r *replier) Fail(e *tokenbroker.Error) {
+	if e == nil {
+		e = tokenbroker.AsError(nil)
+	}
+	r.send(answer{err: e})
+}
+
+func (r *replier) send(a answer) {
+	select {
+	case r.ch <- a:
+	default:
+		// A second answer breaks the Replier contract; dropping it keeps
+		// the Service's goroutine (maybe an actor) from blocking forever.
+	}
+}
+
+// statusWriter remembers the status for the request's log line.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
