@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
 	"github.com/google/uuid"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/metrics"
 	"github.com/tokenbroker/tokenbroker/oauth"
 )
 
@@ -183,7 +185,7 @@ func (a *credential) plan(g *getToken, now time.Time) *fetch {
 // goroutine only for the call. g is nil for a background refresh.
 func (a *credential) start(f *fetch, g *getToken) {
 	a.fetching = f
-	spec, rt, engine, pid, client, ctx := a.spec, a.rt, a.engine, a.pid, a.r.opts.Client, a.r.ctx
+	spec, rt, engine, pid, client, ctx, m := a.spec, a.rt, a.engine, a.pid, a.r.opts.Client, a.r.ctx, a.r.opts.Metrics
 	username, password := spec.Username, spec.Password
 	if a.user && g != nil {
 		username, password = g.req.Username, g.req.Password
@@ -201,7 +203,9 @@ func (a *credential) start(f *fetch, g *getToken) {
 		default:
 			tok, err = client.Password(ctx, spec.Endpoint, username, password)
 		}
-		engine.Send(pid, fetchDone{f: f, tok: tok, err: err, after: time.Since(began)})
+		took := time.Since(began)
+		m.IdPCall(string(f.grant), outcome(err), took)
+		engine.Send(pid, fetchDone{f: f, tok: tok, err: err, after: took})
 	}()
 }
 
@@ -217,6 +221,10 @@ func (a *credential) fetched(d fetchDone) {
 	a.waiters = nil
 
 	if d.err == nil {
+		a.c.lastErr.Store(nil)
+		if f.action != tokenbroker.ActionNew {
+			a.r.opts.Metrics.Refresh(metrics.OutcomeOK)
+		}
 		a.store(d.tok, f, now)
 		a.log.Info("token acquired", "grant", string(f.grant), "action", f.action, "expires_in", int64(d.tok.Expiry.Sub(now)/time.Second), "took", d.after)
 		var again []*getToken
@@ -239,6 +247,10 @@ func (a *credential) fetched(d fetchDone) {
 
 	e := classify(d.err)
 	permanent := e.Code == tokenbroker.CodeRejected
+	a.c.lastErr.Store(&failure{err: e.OAuth + ": " + firstLine(e.Description), at: now})
+	if f.action != tokenbroker.ActionNew {
+		a.r.opts.Metrics.Refresh(metrics.OutcomeFailed)
+	}
 	if f.grant == grantRefresh && permanent {
 		// The refresh token is revoked, expired or the password changed: drop
 		// it and let the credential's own grant take over, now if anyone waits.
@@ -378,6 +390,9 @@ func (a *credential) schedule(now time.Time) {
 	var next time.Time
 	if a.tok != nil && a.fetching == nil && a.canRefresh() && a.warm(now) {
 		next = a.refreshAt
+		a.c.nextRefresh.Store(next.UnixNano())
+	} else {
+		a.c.nextRefresh.Store(0)
 	}
 	if a.user || !a.spec.KeepWarm {
 		idleAt := time.Unix(0, a.c.lastUsed.Load()).Add(a.r.opts.IdleTimeout)
@@ -480,3 +495,27 @@ func classify(err error) *tokenbroker.Error {
 }
 
 func unixString(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
+
+// outcome names an IdP call's result for metrics.
+func outcome(err error) string {
+	if err == nil {
+		return metrics.OutcomeOK
+	}
+	switch classify(err).Code {
+	case tokenbroker.CodeRejected:
+		return metrics.OutcomeRejected
+	case tokenbroker.CodeBadGateway:
+		return metrics.OutcomeUnusable
+	default:
+		return metrics.OutcomeUnavailable
+	}
+}
+
+// firstLine cuts an IdP description at its first line: Azure AD appends
+// trace and correlation ids that status output does not need.
+func firstLine(s string) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/anthdm/hollywood/actor"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/metrics"
 	"github.com/tokenbroker/tokenbroker/oauth"
 )
 
@@ -51,6 +52,8 @@ type Options struct {
 	// RequestTimeout bounds how long a request waits on its credential's
 	// actor; past it the caller gets a 504. Default 30 seconds.
 	RequestTimeout time.Duration
+	// Metrics counts refreshes and IdP calls; nil counts nothing.
+	Metrics *metrics.Metrics
 	// Logger receives the actors' logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now.
@@ -66,7 +69,8 @@ type Router struct {
 	now   func() time.Time
 	named map[string]*Spec
 
-	cells   sync.Map   // cell key -> *cell
+	cells   sync.Map // cell key -> *cell
+	count   atomic.Int64
 	spawnMu sync.Mutex // serialises spawning, so a credential gets one actor
 	seq     atomic.Uint64
 
@@ -86,6 +90,10 @@ type cell struct {
 	pid      *actor.PID
 	snap     atomic.Pointer[snapshot]
 	lastUsed atomic.Int64 // Unix nanoseconds of the last request
+	// For status only: when the timer next refreshes (Unix nanoseconds, 0
+	// for never) and the last failure.
+	nextRefresh atomic.Int64
+	lastErr     atomic.Pointer[failure]
 
 	mu      sync.RWMutex
 	retired bool
@@ -231,6 +239,7 @@ func (r *Router) cellFor(key, id string, spec *Spec) *cell {
 		actor.WithID(id+"."+strconv.FormatUint(r.seq.Add(1), 10)),
 		actor.WithInboxSize(inboxSize))
 	r.cells.Store(key, c)
+	r.count.Add(1)
 	return c
 }
 
@@ -238,16 +247,67 @@ func (r *Router) cellFor(key, id string, spec *Spec) *cell {
 // any more. The actor calls it before it stops.
 func (r *Router) retire(c *cell) {
 	c.mu.Lock()
-	c.retired = true
-	r.cells.CompareAndDelete(c.key, c)
+	if !c.retired {
+		c.retired = true
+		if r.cells.CompareAndDelete(c.key, c) {
+			r.count.Add(-1)
+		}
+	}
 	c.mu.Unlock()
 }
 
 // Credentials returns how many credentials are in memory.
-func (r *Router) Credentials() int {
-	n := 0
-	r.cells.Range(func(_, _ any) bool { n++; return true })
-	return n
+func (r *Router) Credentials() int { return int(r.count.Load()) }
+
+// failure is a credential's last failed IdP call, for status.
+type failure struct {
+	err string
+	at  time.Time
+}
+
+// Status is what a broker tells `tokenbroker status` and `nats micro stats`.
+type Status struct {
+	Credentials int                `json:"credentials"` // in memory, named and users
+	Users       int                `json:"users"`       // username/password credentials in memory
+	Named       []CredentialStatus `json:"named"`       // every configured named credential
+}
+
+// CredentialStatus describes one named credential. It never holds a token.
+type CredentialStatus struct {
+	CredentialID string     `json:"credential_id"`
+	Warm         bool       `json:"warm"` // holds a token that has not expired
+	ExpiresOn    *time.Time `json:"expires_on,omitempty"`
+	NextRefresh  *time.Time `json:"next_refresh,omitempty"`
+	LastError    string     `json:"last_error,omitempty"`
+	LastErrorAt  *time.Time `json:"last_error_at,omitempty"`
+}
+
+// Status reports the credentials in memory and the state of every named
+// credential, in the order of the configuration.
+func (r *Router) Status() Status {
+	now := r.now()
+	st := Status{Credentials: r.Credentials(), Users: r.Credentials(), Named: []CredentialStatus{}}
+	for i := range r.opts.Named {
+		cs := CredentialStatus{CredentialID: r.opts.Named[i].Name}
+		if v, ok := r.cells.Load("n:" + cs.CredentialID); ok {
+			st.Users--
+			c := v.(*cell)
+			if s := c.snap.Load(); s != nil {
+				exp := s.expiry
+				cs.ExpiresOn, cs.Warm = &exp, now.Before(exp)
+			}
+			if n := c.nextRefresh.Load(); n != 0 {
+				t := time.Unix(0, n)
+				cs.NextRefresh = &t
+			}
+			if f := c.lastErr.Load(); f != nil {
+				at := f.at
+				cs.LastError, cs.LastErrorAt = f.err, &at
+			}
+		}
+		st.Named = append(st.Named, cs)
+	}
+	return st
 }
 
 // Stop refuses new requests, waits until every request in flight is

@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/metrics"
 )
 
 // Publisher publishes the broker's events on NATS. Each event's event_id is
@@ -16,26 +17,30 @@ type Publisher struct {
 	nc       *nats.Conn
 	subjects Subjects
 	log      *slog.Logger
+	metrics  *metrics.Metrics
 }
 
 var _ tokenbroker.Publisher = (*Publisher)(nil)
 
-// NewPublisher returns a Publisher on nc.
-func NewPublisher(nc *nats.Conn, subjects Subjects, log *slog.Logger) *Publisher {
+// NewPublisher returns a Publisher on nc; m, which may be nil, counts the
+// events published.
+func NewPublisher(nc *nats.Conn, subjects Subjects, log *slog.Logger, m *metrics.Metrics) *Publisher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Publisher{nc: nc, subjects: subjects, log: log}
+	return &Publisher{nc: nc, subjects: subjects, log: log, metrics: m}
 }
 
 // PublishRefreshed implements tokenbroker.Publisher.
 func (p *Publisher) PublishRefreshed(e tokenbroker.RefreshedEvent) {
 	p.publish(p.subjects.Refreshed(e.CredentialID), e.EventID, e)
+	p.metrics.Event(metrics.EventRefreshed)
 }
 
 // PublishFailed implements tokenbroker.Publisher.
 func (p *Publisher) PublishFailed(e tokenbroker.FailedEvent) {
 	p.publish(p.subjects.Failed(e.CredentialID), e.EventID, e)
+	p.metrics.Event(metrics.EventFailed)
 }
 
 // publish does not wait for the server: nats.go buffers the message, and a

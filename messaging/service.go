@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/metrics"
 )
 
 // Version is the micro service's version, shown by `nats micro info`.
@@ -23,20 +24,36 @@ type Service struct {
 	svc     micro.Service
 	backend tokenbroker.Service
 	log     *slog.Logger
+	metrics *metrics.Metrics
+}
+
+// ServiceOptions are the optional parts of a Service.
+type ServiceOptions struct {
+	Logger  *slog.Logger     // nil discards
+	Metrics *metrics.Metrics // nil records nothing
+	// Status, when set, is the custom data of the endpoint's stats, so
+	// `nats micro stats tokenbroker` and `tokenbroker status` show it. It
+	// must be safe for concurrent use.
+	Status func() any
 }
 
 // NewService registers the endpoint on nc and starts serving it with backend.
-func NewService(nc *nats.Conn, subjects Subjects, backend tokenbroker.Service, log *slog.Logger) (*Service, error) {
+func NewService(nc *nats.Conn, subjects Subjects, backend tokenbroker.Service, o ServiceOptions) (*Service, error) {
+	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{nc: nc, backend: backend, log: log}
-	svc, err := micro.AddService(nc, micro.Config{
+	s := &Service{nc: nc, backend: backend, log: log, metrics: o.Metrics}
+	cfg := micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
 		Description: "OAuth2 access tokens for stateless callers",
 		QueueGroup:  QueueGroup,
-	})
+	}
+	if o.Status != nil {
+		cfg.StatsHandler = func(*micro.Endpoint) any { return o.Status() }
+	}
+	svc, err := micro.AddService(nc, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -76,10 +93,11 @@ func (s *Service) handle(req micro.Request) {
 	r, err := tokenbroker.DecodeRequest(req.Data())
 	if err != nil {
 		e := tokenbroker.AsError(err)
+		s.metrics.Request(metrics.TransportNATS, strconv.Itoa(e.Code), "")
 		_ = req.Error(strconv.Itoa(e.Code), headerValue(e.Description), tokenbroker.EncodeError(e))
 		return
 	}
-	rep := &replier{nc: s.nc, req: req, log: s.log}
+	rep := &replier{nc: s.nc, req: req, log: s.log, metrics: s.metrics}
 	s.backend.Serve(r, rep)
 	rep.mu.Lock()
 	rep.returned = true
@@ -92,15 +110,21 @@ func (s *Service) handle(req micro.Request) {
 // lock, so a late answer is published on the connection directly, with the
 // same micro error headers.
 type replier struct {
-	nc  *nats.Conn
-	req micro.Request
-	log *slog.Logger
+	nc      *nats.Conn
+	req     micro.Request
+	log     *slog.Logger
+	metrics *metrics.Metrics
 
 	mu       sync.Mutex
 	returned bool
 }
 
-func (r *replier) Respond(_ string, body []byte) {
+func (r *replier) Respond(action string, body []byte) {
+	if action == tokenbroker.ActionExisting {
+		r.metrics.CacheHit(metrics.TransportNATS)
+	} else {
+		r.metrics.Request(metrics.TransportNATS, metrics.OutcomeOK, action)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var err error
@@ -115,9 +139,10 @@ func (r *replier) Respond(_ string, body []byte) {
 }
 
 func (r *replier) Fail(e *tokenbroker.Error) {
+	code := strconv.Itoa(e.Code)
+	r.metrics.Request(metrics.TransportNATS, code, "")
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	code := strconv.Itoa(e.Code)
 	body := tokenbroker.EncodeError(e)
 	var err error
 	if r.returned {

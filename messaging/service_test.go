@@ -36,7 +36,7 @@ func startService(t *testing.T) (*nats.Conn, *messaging.Service) {
 	t.Helper()
 	s := natstest.StartServer(t)
 	nc := natstest.Connect(t, s)
-	svc, err := messaging.NewService(nc, messaging.Subjects{Prefix: "token"}, stub{}, nil)
+	svc, err := messaging.NewService(nc, messaging.Subjects{Prefix: "token"}, stub{}, messaging.ServiceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestPublisherSendsEventsWithMsgID(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	p := messaging.NewPublisher(natstest.Connect(t, s), messaging.Subjects{Prefix: "tb"}, nil)
+	p := messaging.NewPublisher(natstest.Connect(t, s), messaging.Subjects{Prefix: "tb"}, nil, nil)
 	p.PublishRefreshed(tokenbroker.RefreshedEvent{EventID: "e-1", CredentialID: "app", AccessToken: "tok", TokenType: "Bearer",
 		ExpiresOn: "1795870800", ExpiresIn: 3599, Action: tokenbroker.ActionRefreshed, RefreshedAt: time.Unix(1795867200, 0).UTC()})
 	msg, err := sub.NextMsg(5 * time.Second)
