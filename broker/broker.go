@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"time"
 
 	"github.com/anthdm/hollywood/actor"
 	"github.com/nats-io/nats-server/v2/server"
@@ -17,7 +19,9 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/actors"
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/messaging"
+	"github.com/tokenbroker/tokenbroker/metrics"
 	"github.com/tokenbroker/tokenbroker/oauth"
 )
 
@@ -31,17 +35,20 @@ type Options struct {
 
 // Broker is a running token broker.
 type Broker struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	server *server.Server // the embedded NATS server; nil with NATS_URL
-	nc     *nats.Conn
-	router *actors.Router
-	svc    *messaging.Service
+	cfg      *config.Config
+	log      *slog.Logger
+	metrics  *metrics.Metrics
+	server   *server.Server // the embedded NATS server; nil with NATS_URL
+	nc       *nats.Conn
+	router   *actors.Router
+	svc      *messaging.Service
+	http     *httpapi.Server // nil when HTTP_ADDR is empty
+	httpAddr string
 }
 
 // Start starts a broker: it is serving token.request when Start returns.
 func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
-	b := &Broker{cfg: cfg, log: o.Logger}
+	b := &Broker{cfg: cfg, log: o.Logger, metrics: metrics.New()}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -81,7 +88,8 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	ro := actors.Options{
 		Engine:         engine,
 		Client:         oauth.NewClient(o.IdPHTTPClient, cfg.IdPTimeout),
-		Publisher:      messaging.NewPublisher(b.nc, subjects, b.log),
+		Publisher:      messaging.NewPublisher(b.nc, subjects, b.log, b.metrics),
+		Metrics:        b.metrics,
 		Keyring:        keys,
 		IdleTimeout:    cfg.IdleTimeout,
 		RequestTimeout: cfg.RequestTimeout,
@@ -97,13 +105,73 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	if b.router, err = actors.NewRouter(ro); err != nil {
 		return nil, err
 	}
-	if b.svc, err = messaging.NewService(b.nc, subjects, b.router, b.log); err != nil {
+	b.metrics.SetCredentials(b.router.Credentials)
+	if b.svc, err = messaging.NewService(b.nc, subjects, b.router, messaging.ServiceOptions{
+		Logger: b.log, Metrics: b.metrics, Status: func() any { return b.router.Status() },
+	}); err != nil {
 		return nil, fmt.Errorf("broker: token.request service: %w", err)
+	}
+	if cfg.HTTPAddr != "" {
+		if err := b.startHTTP(); err != nil {
+			return nil, err
+		}
 	}
 	b.log.Info("serving", "subject", subjects.Request(), "queue_group", messaging.QueueGroup,
 		"default_profile", cfg.HasDefault(), "named_credentials", len(cfg.Credentials))
 	return b, nil
 }
+
+// startHTTP starts the HTTP gateway on HTTP_ADDR.
+func (b *Broker) startHTTP() error {
+	h := httpapi.NewHandler(httpapi.Options{
+		Service: b.router, Metrics: b.metrics, Ready: b.Ready,
+		RequestTimeout: b.cfg.RequestTimeout, Logger: b.log,
+	})
+	b.http = httpapi.NewServer(b.cfg.HTTPAddr, h)
+	addr, err := b.http.Start(b.cfg.HTTPTLSCert, b.cfg.HTTPTLSKey)
+	if err != nil {
+		b.http = nil
+		return fmt.Errorf("broker: HTTP gateway on HTTP_ADDR %s: %w", b.cfg.HTTPAddr, err)
+	}
+	b.httpAddr = addr
+	tls := b.cfg.HTTPTLSCert != ""
+	b.log.Info("HTTP gateway listening", "addr", addr, "tls", tls)
+	if !tls && !loopback(b.cfg.HTTPAddr) {
+		b.log.Warn("the HTTP gateway listens beyond loopback without TLS: passwords of username/password callers cross the network in clear; set HTTP_TLS_CERT and HTTP_TLS_KEY", "addr", addr)
+	}
+	return nil
+}
+
+// loopback reports whether addr (host:port) only listens on loopback.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Ready reports whether the broker serves: NATS connected and the
+// token.request endpoint subscribed. /readyz answers with it.
+func (b *Broker) Ready() error {
+	switch {
+	case b.nc == nil || !b.nc.IsConnected():
+		return errors.New("not connected to NATS")
+	case b.svc == nil || b.svc.Stopped():
+		return errors.New("token.request is not served")
+	}
+	return nil
+}
+
+// HTTPAddr is the address the HTTP gateway listens on; "" when disabled.
+func (b *Broker) HTTPAddr() string { return b.httpAddr }
+
+// Metrics is the broker's Prometheus metrics.
+func (b *Broker) Metrics() *metrics.Metrics { return b.metrics }
 
 // spec turns a configured credential into the actors' Spec.
 func spec(c config.Credential, named bool) actors.Spec {
@@ -146,16 +214,32 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	if b.svc != nil {
 		errs = append(errs, b.svc.Stop())
 	}
+	// The HTTP server waits for its handlers, which wait for the Router to
+	// answer them, so both shut down together.
+	httpDone := make(chan error, 1)
+	if b.http != nil {
+		go func() { httpDone <- b.http.Shutdown(ctx) }()
+	} else {
+		httpDone <- nil
+	}
 	if b.router != nil {
 		errs = append(errs, b.router.Stop(ctx))
 	}
+	errs = append(errs, <-httpDone)
 	b.close()
 	return errors.Join(errs...)
 }
 
 func (b *Broker) close() {
+	if b.http != nil && b.svc == nil {
+		_ = b.http.Shutdown(context.Background()) // start-up failed after it
+	}
 	if b.nc != nil {
-		_ = b.nc.Flush() // replies and events already handed to the connection
+		// Push out replies and events already handed to the connection,
+		// unless it is down: then there is nowhere to push them.
+		if b.nc.IsConnected() {
+			_ = b.nc.FlushTimeout(5 * time.Second)
+		}
 		b.nc.Close()
 	}
 	if b.server != nil {

@@ -53,7 +53,7 @@ type env struct {
 	logs   *logSink
 }
 
-func start(t *testing.T, lifetime, threshold time.Duration) *env {
+func start(t *testing.T, lifetime, threshold time.Duration, adjust ...func(*config.Config)) *env {
 	t.Helper()
 	idp, err := fakeidp.Start(fakeidp.WithLifetime(lifetime), fakeidp.WithUser(user, password),
 		fakeidp.WithClient(clientID, ""), fakeidp.WithClient(app, secret))
@@ -69,6 +69,9 @@ func start(t *testing.T, lifetime, threshold time.Duration) *env {
 	cfg.Credentials = []config.Credential{{Name: app, Grant: config.GrantClientCredentials,
 		TokenEndpoint: idp.V2TokenURL(), ClientID: app, ClientSecret: secret, Scope: resource + "/.default",
 		RefreshThreshold: threshold, KeepWarm: true}}
+	for _, f := range adjust {
+		f(cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +90,7 @@ func start(t *testing.T, lifetime, threshold time.Duration) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	if !strings.HasPrefix(b.ClientURL(), "nats://127.0.0.1:") {
+	if cfg.NATSURL == "" && !strings.HasPrefix(b.ClientURL(), "nats://127.0.0.1:") {
 		t.Fatalf("embedded server not on loopback: %s", b.ClientURL())
 	}
 	return &env{idp: idp, broker: b, nc: nc, logs: logs}

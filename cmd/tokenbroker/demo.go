@@ -104,15 +104,23 @@ or for the named credential, or with the nats CLI:
   go run ./cmd/tokenbroker token%s --credential %s
   nats --server %s req %s.request '{"username":"%s","password":"%s"}'
 
-Watch tokens being refreshed (every ~%s here):
+Watch tokens being refreshed (about every %s here), and the brokers' state:
 
   go run ./cmd/tokenbroker watch%s
-
-Press Ctrl-C to stop.
+  go run ./cmd/tokenbroker status%s
 `, url, idp.URL(), demoUser, demoPassword, demoApp,
 			flagURL, demoUser, demoPassword,
 			flagURL, demoApp,
 			url, cfg.SubjectPrefix, demoUser, demoPassword,
-			(*lifetime - threshold).Round(time.Second), flagURL)
+			(*lifetime - threshold).Round(time.Second), flagURL, flagURL)
+		if addr := b.HTTPAddr(); addr != "" {
+			fmt.Fprintf(e.stdout, `
+The original helper's HTTP interface, health and metrics:
+
+  curl -s http://%s/requesttoken -d '{"username":"%s","password":"%s"}'
+  curl -s http://%s/metrics | grep tokenbroker_
+`, addr, demoUser, demoPassword, addr)
+		}
+		fmt.Fprintln(e.stdout, "\nPress Ctrl-C to stop.")
 	})
 }

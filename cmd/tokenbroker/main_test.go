@@ -134,6 +134,23 @@ func TestWatchPrintsRefreshEvents(t *testing.T) {
 	}
 }
 
+func TestStatusShowsTheBrokerAndItsCredentials(t *testing.T) {
+	url, _ := runDemo(t)
+	if code, _, errs := runCmd(t, nil, "token", "--nats-url", url, "--credential", demoApp); code != exitOK {
+		t.Fatalf("token: %s", errs)
+	}
+	code, out, errs := runCmd(t, nil, "status", "--nats-url", url, "--wait", "500ms")
+	if code != exitOK {
+		t.Fatalf("status exited %d: %s", code, errs)
+	}
+	if !regexp.MustCompile(`(?m)^\S+\s+0\.1\.0\s+\S+\s+1\s+0\s+1\s+0\s*$`).MatchString(out) {
+		t.Fatalf("want a broker line with 1 request, 0 errors, 1 credential, 0 users in:\n%s", out)
+	}
+	if !regexp.MustCompile(`(?m)\sdemo-app\s+yes\s+\S+\s+\S+\s+-\s*$`).MatchString(out) {
+		t.Fatalf("credential line in:\n%s", out)
+	}
+}
+
 func TestBadConfigurationStopsStartUpWithOneLine(t *testing.T) {
 	code, _, errs := runCmd(t, map[string]string{"REFRESH_THRESHOLD": "soon", "HTTP_ADDR": ""}, "serve", "--nats-listen", "127.0.0.1:0")
 	if code != exitUsage || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "REFRESH_THRESHOLD") {
@@ -142,7 +159,7 @@ func TestBadConfigurationStopsStartUpWithOneLine(t *testing.T) {
 }
 
 func TestEveryCommandHasHelp(t *testing.T) {
-	for _, cmd := range []string{"serve", "demo", "token", "watch"} {
+	for _, cmd := range []string{"serve", "demo", "token", "watch", "status"} {
 		t.Run(cmd, func(t *testing.T) {
 			code, _, errs := runCmd(t, nil, cmd, "--help")
 			if code != exitOK || !strings.Contains(errs, "Usage: tokenbroker") {

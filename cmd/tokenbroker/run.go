@@ -42,6 +42,7 @@ Commands:
           Azure-AD-style identity provider, and print how to get a token
   token   ask a running broker for a token and print the reply
   watch   print token.refreshed and token.failed events as they arrive
+  status  print every running broker's requests, errors and credentials
 
 Run 'tokenbroker COMMAND --help' for the flags of a command.
 `
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return token(ctx, args, e)
 	case "watch":
 		return watch(ctx, args, e)
+	case "status":
+		return status(ctx, args, e)
 	case "help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK
