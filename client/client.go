@@ -1,0 +1,253 @@
+// Package client is the Go client of the token broker: it asks a broker for
+// OAuth2 access tokens over NATS request-reply on token.request and keeps
+// the newest token the broker pushes on token.refreshed.<credential_id>.
+//
+// Client.Token is one request and one reply. TokenSource wraps that in a
+// golang.org/x/oauth2.TokenSource that caches the token, takes the tokens
+// the broker refreshes ahead of expiry without asking again, and asks the
+// broker only when the token it holds is about to expire:
+//
+//	src, err := client.New(nc).TokenSource(ctx, tokenbroker.Request{Credential: "crm-prod"})
+//	if err != nil { ... }
+//	defer src.Close()
+//	httpClient := oauth2.NewClient(ctx, src)
+//
+// Every error that Token and TokenSource return for a failed request
+// carries a *tokenbroker.Error, found with errors.As, whose Code is one of
+// the contract's codes (tokenbroker.CodeRejected, CodeNotFound, ...).
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/messaging"
+)
+
+// DefaultTimeout bounds one request whose context has no deadline. It is a
+// little longer than the broker's own REQUEST_TIMEOUT (30 s by default), so
+// that a slow IdP shows up as the broker's 504 rather than the client's.
+const DefaultTimeout = 35 * time.Second
+
+// Client asks a token broker for tokens over a NATS connection. It is safe
+// for concurrent use. Its zero value is not usable: build it with New.
+type Client struct {
+	nc       *nats.Conn
+	subjects messaging.Subjects
+	timeout  time.Duration
+}
+
+// Option configures a Client made by New.
+type Option func(*Client)
+
+// New returns a Client that sends requests on nc. The caller keeps owning
+// nc: the Client never closes it.
+func New(nc *nats.Conn, opts ...Option) *Client {
+	c := &Client{nc: nc, subjects: messaging.Subjects{Prefix: messaging.DefaultPrefix}, timeout: DefaultTimeout}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// WithSubjectPrefix sets the prefix of the subjects the Client uses, the
+// broker's SUBJECT_PREFIX (default "token": requests go to token.request,
+// events come from token.refreshed.<credential_id>). An empty prefix means
+// the default.
+func WithSubjectPrefix(prefix string) Option {
+	return func(c *Client) {
+		if prefix == "" {
+			prefix = messaging.DefaultPrefix
+		}
+		c.subjects = messaging.Subjects{Prefix: prefix}
+	}
+}
+
+// WithTimeout sets how long one request may take when its context has no
+// deadline (default DefaultTimeout). A context deadline always wins. A
+// duration <= 0 means the default.
+func WithTimeout(d time.Duration) Option {
+	return func(c *Client) {
+		if d <= 0 {
+			d = DefaultTimeout
+		}
+		c.timeout = d
+	}
+}
+
+// NoReplyError is the error of a request that got no answer from any
+// broker. It carries both the contract's view of the failure, Broker, and
+// its cause, Err, and unwraps to both, so that
+//
+//	errors.As(err, &tbErr)                     // tbErr *tokenbroker.Error: Code 503 or 504
+//	errors.Is(err, context.DeadlineExceeded)   // the deadline passed
+//	errors.Is(err, nats.ErrNoResponders)       // no broker listens
+//
+// all work. Broker.Code is tokenbroker.CodeUnavailable (503) when no broker
+// listens or the NATS connection is closed or failed, and
+// tokenbroker.CodeTimeout (504) when the context ended (deadline or
+// cancellation) before an answer came.
+type NoReplyError struct {
+	Broker *tokenbroker.Error // the contract code and a description
+	Err    error              // the cause: nats.ErrNoResponders, context.DeadlineExceeded, ...
+}
+
+// Error implements error.
+func (e *NoReplyError) Error() string { return e.Broker.Error() + ": " + e.Err.Error() }
+
+// Unwrap returns Broker and Err, for errors.Is and errors.As.
+func (e *NoReplyError) Unwrap() []error { return []error{e.Broker, e.Err} }
+
+// wireRequest is the JSON of a request. It exists because
+// tokenbroker.Secret marshals as "[redacted]" on purpose: the password
+// goes on the wire here, and only here, in clear.
+type wireRequest struct {
+	Username     string `json:"username,omitempty"`
+	Password     string `json:"password,omitempty"`
+	Credential   string `json:"credential,omitempty"`
+	ForceRefresh bool   `json:"force_refresh,omitempty"`
+	MinTTL       int64  `json:"min_ttl,omitempty"`
+}
+
+// Token sends req to a broker on <prefix>.request and returns its reply.
+//
+// When ctx has no deadline the request is bounded by the Client's timeout
+// (WithTimeout). The errors are:
+//   - *tokenbroker.Error when a broker answered with an error: Code from the
+//     Nats-Service-Error-Code header (401 rejected by the IdP, 404 unknown
+//     credential, ...), OAuth and Description from the JSON body (the IdP's
+//     own words for a 401), Description falling back to the
+//     Nats-Service-Error header; Code 502 when the answer cannot be read;
+//   - *NoReplyError when no answer came: 503 when no broker listens
+//     (nats.ErrNoResponders) or the connection is unusable, 504 when ctx
+//     ended first (errors.Is(err, context.DeadlineExceeded) holds).
+//
+// The request itself is checked by the broker, not here: an invalid one
+// gets the broker's 400.
+func (c *Client) Token(ctx context.Context, req tokenbroker.Request) (*tokenbroker.Reply, error) {
+	data, err := json.Marshal(wireRequest{
+		Username:     req.Username,
+		Password:     req.Password.Reveal(),
+		Credential:   req.Credential,
+		ForceRefresh: req.ForceRefresh,
+		MinTTL:       req.MinTTL,
+	})
+	if err != nil {
+		return nil, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, "invalid_request", "encode request: %v", err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	subject := c.subjects.Request()
+	msg, err := c.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data})
+	if err != nil {
+		return nil, c.noReply(ctx, subject, err)
+	}
+	return decodeReply(msg)
+}
+
+// noReply turns a failed NATS request into a *NoReplyError.
+func (c *Client) noReply(ctx context.Context, subject string, err error) error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return &NoReplyError{
+			Broker: tokenbroker.Errorf(tokenbroker.CodeUnavailable, "temporarily_unavailable", "no broker answers on %s", subject),
+			Err:    err,
+		}
+	case ctx.Err() != nil || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		cause := ctx.Err()
+		if cause == nil {
+			cause = err
+		}
+		return &NoReplyError{
+			Broker: tokenbroker.Errorf(tokenbroker.CodeTimeout, "temporarily_unavailable", "no answer from a broker on %s in time", subject),
+			Err:    cause,
+		}
+	default:
+		return &NoReplyError{
+			Broker: tokenbroker.Errorf(tokenbroker.CodeUnavailable, "temporarily_unavailable", "cannot send the request on %s", subject),
+			Err:    err,
+		}
+	}
+}
+
+// decodeReply reads a broker's answer: an error when it carries the micro
+// error headers (or an error body and no token), else a Reply.
+func decodeReply(msg *nats.Msg) (*tokenbroker.Reply, error) {
+	codeHdr := msg.Header.Get(micro.ErrorCodeHeader)
+	descHdr := msg.Header.Get(micro.ErrorHeader)
+	if codeHdr != "" || descHdr != "" {
+		return nil, decodeError(msg.Data, codeHdr, descHdr)
+	}
+	var rep tokenbroker.Reply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return nil, tokenbroker.Errorf(tokenbroker.CodeBadGateway, "server_error", "the broker's reply is not JSON: %v", err)
+	}
+	if rep.AccessToken == "" {
+		var e tokenbroker.ErrorReply
+		if json.Unmarshal(msg.Data, &e) == nil && e.Error != "" {
+			return nil, decodeError(msg.Data, "", "")
+		}
+		return nil, tokenbroker.Errorf(tokenbroker.CodeBadGateway, "server_error", "the broker's reply has no accesstoken")
+	}
+	return &rep, nil
+}
+
+// decodeError builds the *tokenbroker.Error of an error answer.
+func decodeError(body []byte, codeHdr, descHdr string) *tokenbroker.Error {
+	e := &tokenbroker.Error{Code: tokenbroker.CodeInternal, Description: descHdr}
+	if n, err := strconv.Atoi(strings.TrimSpace(codeHdr)); err == nil && n > 0 {
+		e.Code = n
+	}
+	var er tokenbroker.ErrorReply
+	if len(body) > 0 && json.Unmarshal(body, &er) == nil {
+		e.OAuth = er.Error
+		if er.Description != "" {
+			e.Description = er.Description
+		}
+	}
+	if e.OAuth == "" {
+		e.OAuth = oauthFor(e.Code)
+	}
+	return e
+}
+
+// oauthFor is the RFC 6749 style error string of an answer that had a code
+// but no JSON body.
+func oauthFor(code int) string {
+	switch code {
+	case tokenbroker.CodeInvalidRequest, tokenbroker.CodeTooLarge:
+		return "invalid_request"
+	case tokenbroker.CodeRejected:
+		return "invalid_grant"
+	case tokenbroker.CodeNotFound:
+		return "unknown_credential"
+	case tokenbroker.CodeUnavailable, tokenbroker.CodeTimeout:
+		return "temporarily_unavailable"
+	default:
+		return "server_error"
+	}
+}
+
+// expiryOf returns when the token of a reply expires: expires_on, or
+// expires_in from now when expires_on is missing or unreadable.
+func expiryOf(expiresOn string, expiresIn int64, now time.Time) (time.Time, error) {
+	if s, err := strconv.ParseInt(strings.TrimSpace(expiresOn), 10, 64); err == nil && s > 0 {
+		return time.Unix(s, 0), nil
+	}
+	if expiresIn > 0 {
+		return now.Add(time.Duration(expiresIn) * time.Second), nil
+	}
+	return time.Time{}, fmt.Errorf("expires_on %q is not Unix seconds", expiresOn)
+}

@@ -1,0 +1,92 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/oauth2"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/client"
+)
+
+// Ask a broker for a named credential's token once, and tell its refusals
+// apart by their contract codes.
+func ExampleClient_Token() {
+	nc, err := nats.Connect(nats.DefaultURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rep, err := client.New(nc).Token(ctx, tokenbroker.Request{Credential: "crm-prod"})
+	var tbErr *tokenbroker.Error
+	switch {
+	case err == nil:
+		fmt.Println(rep.Action, "valid for", rep.ExpiresIn, "s")
+	case errors.As(err, &tbErr) && tbErr.Code == tokenbroker.CodeRejected:
+		log.Fatalf("the IdP refused the credential: %s: %s", tbErr.OAuth, tbErr.Description)
+	case errors.Is(err, context.DeadlineExceeded):
+		log.Fatal("the broker did not answer in time")
+	default:
+		log.Fatal(err)
+	}
+}
+
+// Call an API with tokens the broker keeps fresh: the source takes the
+// tokens the broker refreshes ahead of expiry, and asks the broker only
+// when the one it holds is about to expire.
+func ExampleClient_TokenSource() {
+	nc, err := nats.Connect(nats.DefaultURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+
+	ctx := context.Background()
+	src, err := client.New(nc).TokenSource(ctx, tokenbroker.Request{
+		Username: "svc@contoso.com",
+		Password: tokenbroker.Secret(os.Getenv("TOKENBROKER_PASSWORD")),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer src.Close()
+
+	resp, err := oauth2.NewClient(ctx, src).Get("https://contoso.crm.dynamics.com/api/data/v9.2/WhoAmI")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.Status, string(body))
+}
+
+// Send the newest token on every request, pushed ones included, by using
+// the source in an oauth2.Transport directly instead of oauth2.NewClient
+// (which reuses a token until 10 s before its expiry).
+func ExampleTokenSource_transport() {
+	nc, err := nats.Connect(nats.DefaultURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+
+	src, err := client.New(nc).TokenSource(context.Background(), tokenbroker.Request{Credential: "crm-prod"},
+		client.WithEarlyExpiry(time.Minute))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer src.Close()
+	hc := &http.Client{Transport: &oauth2.Transport{Source: src}, Timeout: 30 * time.Second}
+	_ = hc
+}
