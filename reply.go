@@ -30,6 +30,9 @@ type Reply struct {
 type ErrorReply struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description"`
+	// RetryAfter, in seconds, is set on a 503 when the IdP said how long it
+	// wants to be left alone (also the Retry-After header, on NATS and HTTP).
+	RetryAfter int `json:"retry_after,omitempty"`
 }
 
 // NewReply builds the reply for a token that expires at expiresOn, as seen at now.
@@ -46,7 +49,7 @@ func NewReply(credentialID, accessToken, tokenType string, expiresOn time.Time, 
 
 // EncodeError returns the JSON body of an error reply.
 func EncodeError(e *Error) []byte {
-	b, _ := json.Marshal(ErrorReply{Error: e.OAuth, Description: e.Description})
+	b, _ := json.Marshal(ErrorReply{Error: e.OAuth, Description: e.Description, RetryAfter: e.RetryAfter})
 	return b
 }
 

@@ -213,6 +213,7 @@ func decodeError(body []byte, codeHdr, descHdr string) *tokenbroker.Error {
 	var er tokenbroker.ErrorReply
 	if len(body) > 0 && json.Unmarshal(body, &er) == nil {
 		e.OAuth = er.Error
+		e.RetryAfter = er.RetryAfter
 		if er.Description != "" {
 			e.Description = er.Description
 		}

@@ -162,8 +162,13 @@ func checkErrorBody(t testing.TB, r response, wantOAuth string) {
 	if err := json.Unmarshal(r.body, &e); err != nil {
 		t.Fatalf("error body %q is not JSON: %v", r.body, err)
 	}
-	if len(e) != 2 {
-		t.Errorf("error body %s has keys other than error and error_description", r.body)
+	for k := range e {
+		if k != "error" && k != "error_description" && k != "retry_after" {
+			t.Errorf("error body %s has the unexpected key %q", r.body, k)
+		}
+	}
+	if ra := r.header.Get("Retry-After"); ra != "" && fmt.Sprint(e["retry_after"]) != ra {
+		t.Errorf("retry_after %v differs from Retry-After %q", e["retry_after"], ra)
 	}
 	if s, _ := e["error"].(string); s == "" || (wantOAuth != "" && s != wantOAuth) {
 		t.Errorf("error = %v, want %q", e["error"], wantOAuth)

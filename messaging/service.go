@@ -144,20 +144,31 @@ func (r *replier) Fail(e *tokenbroker.Error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	body := tokenbroker.EncodeError(e)
+	var extra micro.Headers
+	if e.RetryAfter > 0 {
+		extra = micro.Headers{retryAfterHeader: []string{strconv.Itoa(e.RetryAfter)}}
+	}
 	var err error
 	if r.returned {
 		msg := nats.NewMsg(r.req.Reply())
+		for k, v := range extra {
+			msg.Header[k] = v
+		}
 		msg.Header.Set(micro.ErrorHeader, headerValue(e.Description))
 		msg.Header.Set(micro.ErrorCodeHeader, code)
 		msg.Data = body
 		err = r.nc.PublishMsg(msg)
 	} else {
-		err = r.req.Error(code, headerValue(e.Description), body)
+		err = r.req.Error(code, headerValue(e.Description), body, micro.WithHeaders(extra))
 	}
 	if err != nil {
 		r.log.Warn("reply to token request", "err", err)
 	}
 }
+
+// retryAfterHeader carries, on a 503, the seconds the IdP asked callers to
+// wait, as HTTP's Retry-After does.
+const retryAfterHeader = "Retry-After"
 
 // oneLine folds line breaks: a header value is one line, and Azure AD puts
 // its trace and correlation ids on lines of their own.

@@ -128,3 +128,28 @@ func TestPublisherSendsEventsWithMsgID(t *testing.T) {
 		t.Fatalf("event\n got %s\nwant %s", msg.Data, want)
 	}
 }
+
+type throttled struct{}
+
+func (throttled) Serve(_ tokenbroker.Request, rep tokenbroker.Replier) {
+	go rep.Fail(&tokenbroker.Error{Code: 503, OAuth: "temporarily_unavailable", Description: "slow down", RetryAfter: 7})
+}
+
+func TestThrottledErrorsCarryRetryAfter(t *testing.T) {
+	s := natstest.StartServer(t)
+	svc, err := messaging.NewService(natstest.Connect(t, s), messaging.Subjects{}, throttled{}, messaging.ServiceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	msg, err := natstest.Connect(t, s).Request("token.request", []byte(`{"credential":"x"}`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Header.Get("Retry-After") != "7" || msg.Header.Get(micro.ErrorCodeHeader) != "503" {
+		t.Fatalf("headers %v", msg.Header)
+	}
+	if want := `{"error":"temporarily_unavailable","error_description":"slow down","retry_after":7}`; string(msg.Data) != want {
+		t.Fatalf("body %s", msg.Data)
+	}
+}
