@@ -185,7 +185,7 @@ func (a *credential) plan(g *getToken, now time.Time) *fetch {
 // goroutine only for the call. g is nil for a background refresh.
 func (a *credential) start(f *fetch, g *getToken) {
 	a.fetching = f
-	spec, rt, engine, pid, client, ctx, m := a.spec, a.rt, a.engine, a.pid, a.r.opts.Client, a.r.ctx, a.r.opts.Metrics
+	spec, rt, engine, pid, client, ctx := a.spec, a.rt, a.engine, a.pid, a.r.opts.Client, a.r.ctx
 	username, password := spec.Username, spec.Password
 	if a.user && g != nil {
 		username, password = g.req.Username, g.req.Password
@@ -203,9 +203,7 @@ func (a *credential) start(f *fetch, g *getToken) {
 		default:
 			tok, err = client.Password(ctx, spec.Endpoint, username, password)
 		}
-		took := time.Since(began)
-		m.IdPCall(string(f.grant), outcome(err), took)
-		engine.Send(pid, fetchDone{f: f, tok: tok, err: err, after: took})
+		engine.Send(pid, fetchDone{f: f, tok: tok, err: err, after: time.Since(began)})
 	}()
 }
 
@@ -466,7 +464,18 @@ func classify(err error) *tokenbroker.Error {
 	var re *oauth.RetrieveError
 	var rs *oauth.ResponseError
 	var te *oauth.TransportError
+	var open interface{ RetryAfterSeconds() int }
 	switch {
+	case errors.As(err, &open):
+		// A circuit breaker in the TokenClient fails fast while the IdP is
+		// known to be down.
+		return &tokenbroker.Error{Code: tokenbroker.CodeUnavailable, OAuth: "temporarily_unavailable",
+			Description: "the identity provider is failing; not asking it again yet", RetryAfter: open.RetryAfterSeconds()}
+	case errors.As(err, &re) && re.StatusCode >= 200 && re.StatusCode < 300:
+		// A success status with an error body: the IdP, or a gateway in
+		// front of it, contradicts itself. Nothing is cached from it.
+		return tokenbroker.Errorf(tokenbroker.CodeBadGateway, "server_error",
+			"the identity provider answered %d with an error body: %s: %s", re.StatusCode, re.ErrorCode, re.Description)
 	case errors.As(err, &re):
 		e := &tokenbroker.Error{Code: tokenbroker.CodeRejected, OAuth: re.ErrorCode, Description: re.Description, RetryAfter: int(re.RetryAfter / time.Second)}
 		if re.Temporary() {
@@ -495,21 +504,6 @@ func classify(err error) *tokenbroker.Error {
 }
 
 func unixString(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
-
-// outcome names an IdP call's result for metrics.
-func outcome(err error) string {
-	if err == nil {
-		return metrics.OutcomeOK
-	}
-	switch classify(err).Code {
-	case tokenbroker.CodeRejected:
-		return metrics.OutcomeRejected
-	case tokenbroker.CodeBadGateway:
-		return metrics.OutcomeUnusable
-	default:
-		return metrics.OutcomeUnavailable
-	}
-}
 
 // firstLine cuts an IdP description at its first line: Azure AD appends
 // trace and correlation ids that status output does not need.

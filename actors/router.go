@@ -52,7 +52,8 @@ type Options struct {
 	// RequestTimeout bounds how long a request waits on its credential's
 	// actor; past it the caller gets a 504. Default 30 seconds.
 	RequestTimeout time.Duration
-	// Metrics counts refreshes and IdP calls; nil counts nothing.
+	// Metrics counts refreshes; nil counts nothing. (IdP calls are counted
+	// where they are made, by the TokenClient.)
 	Metrics *metrics.Metrics
 	// Logger receives the actors' logs; nil discards them.
 	Logger *slog.Logger

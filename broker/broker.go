@@ -19,6 +19,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/actors"
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/guard"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/messaging"
 	"github.com/tokenbroker/tokenbroker/metrics"
@@ -86,8 +87,12 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	}
 	subjects := messaging.Subjects{Prefix: cfg.SubjectPrefix}
 	ro := actors.Options{
-		Engine:         engine,
-		Client:         oauth.NewClient(o.IdPHTTPClient, cfg.IdPTimeout),
+		Engine: engine,
+		// Retries with backoff, Retry-After, a concurrency limit and a
+		// circuit breaker per token endpoint; every attempt is counted.
+		Client: guard.New(oauth.NewClient(o.IdPHTTPClient, cfg.IdPTimeout), guard.Options{
+			OnAttempt: b.metrics.IdPCall,
+		}),
 		Publisher:      messaging.NewPublisher(b.nc, subjects, b.log, b.metrics),
 		Metrics:        b.metrics,
 		Keyring:        keys,
