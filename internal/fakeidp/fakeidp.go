@@ -5,16 +5,20 @@
 //
 // Beyond answering the password, client_credentials and refresh_token grants
 // with Azure's response and error shapes (AADSTS codes, trace and correlation
-// ids), it lets a test count calls, script failures (throttling, HTML pages,
-// truncated JSON, hangs, ...), hold calls to pile up concurrent callers
-// behind one IdP call, and revoke refresh tokens. It does not import testing,
-// so the demo binary can use it.
+// ids), for public clients, clients with a secret and clients with a
+// certificate (a client assertion JWT, RFC 7523, checked as Azure AD checks
+// it: see AddCertificateClient and GenerateCertificate), it lets a test count
+// calls, script failures (throttling, HTML pages, truncated JSON, hangs,
+// ...), hold calls to pile up concurrent callers behind one IdP call, and
+// revoke refresh tokens. It does not import testing, so the demo binary can
+// use it.
 package fakeidp
 
 import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -55,8 +59,10 @@ type Server struct {
 	mu       sync.Mutex // guards the fields below
 	closed   bool
 	lifetime time.Duration
-	users    map[string]string // username -> password
-	clients  map[string]string // client id -> secret ("" = public client)
+	users    map[string]string              // username -> password
+	clients  map[string]string              // client id -> secret ("" = public client)
+	certs    map[string][]*x509.Certificate // client id -> registered certificates
+	jtis     map[string]time.Time           // client id + " " + jti -> assertion expiry
 	refresh  map[string]*refreshGrant
 	callsFor map[string]int64
 	failures []*pending
@@ -129,6 +135,8 @@ func New(opts ...Option) *Server {
 		lifetime: DefaultLifetime,
 		users:    map[string]string{},
 		clients:  map[string]string{},
+		certs:    map[string][]*x509.Certificate{},
+		jtis:     map[string]time.Time{},
 		refresh:  map[string]*refreshGrant{},
 		callsFor: map[string]int64{},
 	}

@@ -127,19 +127,31 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	secret, known := s.clients[clientID]
+	secret, hasSecret := s.clients[clientID]
+	certs := s.certs[clientID]
+	known := hasSecret || len(certs) > 0
+	confidential := secret != "" || len(certs) > 0
 	sent := form.Get("client_secret")
+	assertion := form.Get("client_assertion")
+	usesAssertion := assertion != "" || form.Has("client_assertion_type")
 	switch {
 	case !known:
 		s.writeError(w, r, http.StatusBadRequest, "unauthorized_client", 700016, "Application with identifier '"+clientID+"' was not found in the directory '"+s.tenant+"'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.")
 		return
-	case secret == "" && sent != "":
+	case !confidential && (sent != "" || usesAssertion):
 		s.writeError(w, r, http.StatusUnauthorized, "invalid_client", 700025, "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.")
 		return
-	case secret == "" && grant == GrantClientCredentials, secret != "" && sent == "":
+	case sent != "" && usesAssertion:
+		s.writeError(w, r, http.StatusBadRequest, "invalid_request", 90023, "Only one client credential may be presented: both 'client_secret' and 'client_assertion' were sent.")
+		return
+	case usesAssertion:
+		if !s.checkAssertion(w, r, v, clientID, certs) {
+			return
+		}
+	case !confidential && grant == GrantClientCredentials, confidential && sent == "":
 		s.writeError(w, r, http.StatusUnauthorized, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 		return
-	case sent != secret:
+	case sent != secret: // a certificate-only client has no secret to match
 		s.writeError(w, r, http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"+clientID+"'.")
 		return
 	}
