@@ -200,6 +200,8 @@ func (a *credential) start(f *fetch, g *getToken) {
 			tok, err = client.Refresh(ctx, spec.Endpoint, rt)
 		case GrantClientCredentials:
 			tok, err = client.ClientCredentials(ctx, spec.Endpoint)
+		case GrantClientAssertion:
+			tok, err = client.ClientAssertion(ctx, spec.Endpoint, spec.Assertion)
 		default:
 			tok, err = client.Password(ctx, spec.Endpoint, username, password)
 		}

@@ -32,6 +32,7 @@ type TokenClient interface {
 	Password(ctx context.Context, ep oauth.Endpoint, username string, password tokenbroker.Secret) (*oauth.Token, error)
 	ClientCredentials(ctx context.Context, ep oauth.Endpoint) (*oauth.Token, error)
 	Refresh(ctx context.Context, ep oauth.Endpoint, refreshToken tokenbroker.Secret) (*oauth.Token, error)
+	ClientAssertion(ctx context.Context, ep oauth.Endpoint, s *oauth.AssertionSigner) (*oauth.Token, error)
 }
 
 var _ TokenClient = (*oauth.Client)(nil)

@@ -14,6 +14,9 @@ type Grant string
 const (
 	GrantPassword          Grant = "password"
 	GrantClientCredentials Grant = "client_credentials"
+	// GrantClientAssertion is client credentials authenticated by a
+	// certificate (RFC 7523 private_key_jwt) instead of a secret.
+	GrantClientAssertion Grant = "client_assertion"
 )
 
 // grantRefresh is the refresh_token grant; a credential is never declared
@@ -32,6 +35,8 @@ type Spec struct {
 	// account. Unused for the default profile, whose callers bring their own.
 	Username string
 	Password tokenbroker.Secret
+	// Assertion signs the client assertions of GrantClientAssertion.
+	Assertion *oauth.AssertionSigner
 	// RefreshThreshold is how long before expiry a token stops being served
 	// from cache and is refreshed. For a token that lives less than twice as
 	// long, half its lifetime is used instead, so that short-lived tokens are

@@ -105,7 +105,16 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 		ro.Default = &s
 	}
 	for _, c := range cfg.Credentials {
-		ro.Named = append(ro.Named, spec(c, true))
+		s := spec(c, true)
+		if s.Grant == actors.GrantClientAssertion {
+			if s.Assertion, err = oauth.LoadAssertionSigner(c.CertificateFile, c.PrivateKeyFile); err != nil {
+				return nil, fmt.Errorf("broker: credential %q: certificate_file/private_key_file: %w", c.Name, err)
+			}
+			if left := time.Until(s.Assertion.Certificate().NotAfter); left < 30*24*time.Hour {
+				b.log.Warn("certificate expires soon", "credential_id", c.Name, "not_after", s.Assertion.Certificate().NotAfter)
+			}
+		}
+		ro.Named = append(ro.Named, s)
 	}
 	if b.router, err = actors.NewRouter(ro); err != nil {
 		return nil, err

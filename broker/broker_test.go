@@ -53,7 +53,7 @@ type env struct {
 	logs   *logSink
 }
 
-func start(t *testing.T, lifetime, threshold time.Duration, adjust ...func(*config.Config)) *env {
+func start(t *testing.T, lifetime, threshold time.Duration, adjust ...func(*config.Config, *fakeidp.Server)) *env {
 	t.Helper()
 	idp, err := fakeidp.Start(fakeidp.WithLifetime(lifetime), fakeidp.WithUser(user, password),
 		fakeidp.WithClient(clientID, ""), fakeidp.WithClient(app, secret))
@@ -70,7 +70,7 @@ func start(t *testing.T, lifetime, threshold time.Duration, adjust ...func(*conf
 		TokenEndpoint: idp.V2TokenURL(), ClientID: app, ClientSecret: secret, Scope: resource + "/.default",
 		RefreshThreshold: threshold, KeepWarm: true}}
 	for _, f := range adjust {
-		f(cfg)
+		f(cfg, idp)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

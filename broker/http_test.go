@@ -11,10 +11,11 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
 )
 
-func withHTTP(c *config.Config) { c.HTTPAddr = "127.0.0.1:0" }
+func withHTTP(c *config.Config, _ *fakeidp.Server) { c.HTTPAddr = "127.0.0.1:0" }
 
 func post(t *testing.T, url, body string) (int, []byte) {
 	t.Helper()
@@ -99,7 +100,7 @@ func TestHTTPGatewayServesTheOriginalHelpersClients(t *testing.T) {
 
 func TestReadyzFollowsTheNATSConnection(t *testing.T) {
 	ns := natstest.StartServer(t)
-	e := start(t, time.Hour, 10*time.Minute, withHTTP, func(c *config.Config) { c.NATSURL = ns.ClientURL() })
+	e := start(t, time.Hour, 10*time.Minute, withHTTP, func(c *config.Config, _ *fakeidp.Server) { c.NATSURL = ns.ClientURL() })
 	readyz := "http://" + e.broker.HTTPAddr() + "/readyz"
 	status := func() int {
 		resp, err := http.Get(readyz)

@@ -189,6 +189,19 @@ func (c *Client) Refresh(ctx context.Context, ep oauth.Endpoint, refreshToken to
 	})
 }
 
+// ClientAssertion runs the client credentials grant authenticated by a
+// certificate's signed assertion through the guard. Each attempt signs a
+// fresh assertion (a new jti), so a retry is never a replay. Errors are as
+// for Password.
+func (c *Client) ClientAssertion(ctx context.Context, ep oauth.Endpoint, s *oauth.AssertionSigner) (*oauth.Token, error) {
+	if s == nil { // refused before any call: nothing to guard
+		return c.oc.ClientAssertion(ctx, ep, s)
+	}
+	return c.do(ctx, ep, "client_assertion", func(ctx context.Context) (*oauth.Token, error) {
+		return c.oc.ClientAssertion(ctx, ep, s)
+	})
+}
+
 // State returns the breaker state of the token endpoint tokenURL, for status
 // pages and metrics. An endpoint never called is closed. An open breaker
 // whose OpenFor has passed reports half-open: the next call probes it.

@@ -23,4 +23,8 @@
 //
 // No error string ever holds the request form, a password, a client secret, a
 // refresh token or an access token.
+//
+// ClientAssertion runs the client credentials grant authenticated by an RFC
+// 7523 client assertion (Azure AD certificate credentials), signed by an
+// AssertionSigner loaded from PEM files with LoadAssertionSigner.
 package oauth
