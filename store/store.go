@@ -1,0 +1,520 @@
+// Package store keeps the broker's durable token state in a NATS JetStream
+// key-value bucket, shared by every broker on the cluster, and hands out
+// leases so that exactly one broker at a time talks to the identity
+// provider for a credential.
+//
+// Each credential's Record is one key (the credential id) in the tokens
+// bucket. Its secrets never reach the bucket in clear: the value is an
+// envelope holding the id of the key that encrypted it, a nonce and the
+// AES-256-GCM ciphertext of the record, bound to the bucket and credential
+// id. Keys can rotate: records written under an older key stay readable
+// while it is listed among the previous keys, and a store whose keys match
+// none of the records refuses to open rather than overwrite them.
+//
+// Leases live in a second bucket whose entries expire on their own (the
+// bucket's max age), so a broker that dies holding one is replaced within
+// the lease TTL. JetStream's compare-and-set on the last revision of a key
+// gives both the records' optimistic concurrency (Update) and the leases'
+// mutual exclusion (Acquire, Renew, Release).
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of Options.
+const (
+	// DefaultBucket is the default name of the tokens bucket.
+	DefaultBucket = "tokenbroker_tokens"
+	// DefaultLeaseBucket is the default name of the lease bucket.
+	DefaultLeaseBucket = "tokenbroker_leases"
+	// DefaultLeaseTTL is the default lease TTL: long enough for a token
+	// request to a slow IdP, short enough that a dead broker's credentials
+	// are taken over quickly.
+	DefaultLeaseTTL = 15 * time.Second
+)
+
+// Errors. Compare with errors.Is; the returned errors wrap them with the
+// operation and credential id (an opaque id, never a secret).
+var (
+	// ErrNotFound means no record is stored for the credential.
+	ErrNotFound = errors.New("store: record not found")
+	// ErrWrongKey means a record was encrypted with a key that is not among
+	// the configured Keys. The record is left as it is.
+	ErrWrongKey = errors.New("store: record encrypted with another key")
+	// ErrCorrupt means a stored value is not a record this code can read:
+	// not an envelope, an unknown envelope version, or a ciphertext that
+	// fails authentication under the key its key id names.
+	ErrCorrupt = errors.New("store: corrupt record")
+	// ErrConflict means Update lost a compare-and-set: the record changed
+	// (or appeared) since the revision the caller read.
+	ErrConflict = errors.New("store: record changed concurrently")
+	// ErrInvalidID means a credential id cannot be a key of the bucket.
+	ErrInvalidID = errors.New("store: invalid credential id")
+)
+
+// Record is a credential's durable token state. AccessToken, TokenType,
+// RefreshToken, Expiry, Lifetime, Verifier and ObtainedAt are encrypted at
+// rest; CredentialID is the bucket key and Revision comes from the bucket.
+//
+// String, GoString and LogValue print no secret, so a Record in a log line
+// or an error is safe.
+type Record struct {
+	// CredentialID is the credential's id, the key of the record in the
+	// bucket: a named credential's name or a "u-<hex>" user id.
+	CredentialID string
+	// AccessToken is the access token.
+	AccessToken string
+	// TokenType is the token type, usually "Bearer".
+	TokenType string
+	// RefreshToken is the refresh token, "" when the IdP granted none.
+	RefreshToken string
+	// Expiry is when the access token expires; the zero time means the IdP
+	// gave no expiry.
+	Expiry time.Time
+	// Lifetime is the lifetime the IdP granted (expires_in), kept to
+	// schedule refreshes relative to it.
+	Lifetime time.Duration
+	// Verifier is, for a username/password credential, the keyed hash of
+	// the password that obtained the token (never the password itself), so
+	// a request can be served from the stored token only with the same
+	// password. It is nil for named credentials.
+	Verifier []byte
+	// ObtainedAt is when the token was obtained from the IdP.
+	ObtainedAt time.Time
+	// Revision is the bucket revision the record was read at or written as.
+	// It is not part of the stored value; pass it to Update.
+	Revision uint64
+}
+
+// String describes r without its secrets.
+func (r Record) String() string {
+	return fmt.Sprintf("store.Record{CredentialID: %q, Expiry: %s, Revision: %d}",
+		r.CredentialID, r.Expiry.Format(time.RFC3339), r.Revision)
+}
+
+// GoString is String, so %#v prints no secret either.
+func (r Record) GoString() string { return r.String() }
+
+// LogValue implements slog.LogValuer without the secrets.
+func (r Record) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("credential_id", r.CredentialID),
+		slog.Time("expiry", r.Expiry),
+		slog.Uint64("revision", r.Revision),
+	)
+}
+
+// recordJSON is the plaintext of a stored record. The credential id is not
+// in it: the GCM additional data binds the ciphertext to the id instead.
+type recordJSON struct {
+	AccessToken  string        `json:"access_token"`
+	TokenType    string        `json:"token_type,omitempty"`
+	RefreshToken string        `json:"refresh_token,omitempty"`
+	Expiry       time.Time     `json:"expiry"`
+	Lifetime     time.Duration `json:"lifetime_ns,omitempty"`
+	Verifier     []byte        `json:"verifier,omitempty"`
+	ObtainedAt   time.Time     `json:"obtained_at"`
+}
+
+// Options configures Open.
+type Options struct {
+	// Bucket is the key-value bucket of the records; default
+	// DefaultBucket.
+	Bucket string
+	// LeaseBucket is the key-value bucket of the leases; default
+	// DefaultLeaseBucket.
+	LeaseBucket string
+	// Replicas is the number of replicas of both buckets, at most the
+	// number of JetStream servers: 1 (the default) on a single server, 3 on
+	// a three-node cluster so that losing a node loses nothing.
+	Replicas int
+	// LeaseTTL is how long a lease lives after it was acquired or last
+	// renewed; default DefaultLeaseTTL. It is the lease bucket's max age, so
+	// all brokers sharing the bucket should use the same value: the last
+	// one to open sets it for everyone.
+	LeaseTTL time.Duration
+	// Keys encrypts and decrypts the records. Required.
+	Keys *Keys
+}
+
+// Store is the durable token state in a JetStream key-value bucket. It is
+// safe for concurrent use, and any number of Stores (in one process or in
+// several brokers) may share the buckets.
+type Store struct {
+	keys     *Keys
+	bucket   string
+	kv       jetstream.KeyValue
+	leases   jetstream.KeyValue
+	leaseTTL time.Duration
+}
+
+// Open creates the buckets, or binds to them and updates their
+// configuration, and then runs CheckKeys, so that a store whose keys cannot
+// read the existing records is never returned. The tokens bucket keeps one
+// revision per key (an old revision would hold an old refresh token); the
+// lease bucket's entries expire LeaseTTL after their last write.
+func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
+	if o.Keys == nil {
+		return nil, errNoKeys
+	}
+	if o.Bucket == "" {
+		o.Bucket = DefaultBucket
+	}
+	if o.LeaseBucket == "" {
+		o.LeaseBucket = DefaultLeaseBucket
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.Bucket == o.LeaseBucket {
+		return nil, fmt.Errorf("store: bucket and lease bucket are both %q", o.Bucket)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      o.Bucket,
+		Description: "tokenbroker: encrypted token state, one key per credential",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open bucket %s: %w", o.Bucket, err)
+	}
+	// The lease TTL is the bucket's max age rather than a per-key TTL:
+	// every write (Create on acquire, Update on renew) restarts a message's
+	// age, so renewing extends the lease. A per-key TTL (KeyTTL) can only be
+	// set by Create, and an Update would write a message without one that
+	// never expires.
+	leases, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      o.LeaseBucket,
+		Description: "tokenbroker: which broker may call the identity provider for a credential",
+		History:     1,
+		TTL:         o.LeaseTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open lease bucket %s: %w", o.LeaseBucket, err)
+	}
+	s := &Store{keys: o.Keys, bucket: o.Bucket, kv: kv, leases: leases, leaseTTL: o.LeaseTTL}
+	if err := s.CheckKeys(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Bucket returns the name of the tokens bucket.
+func (s *Store) Bucket() string { return s.bucket }
+
+// LeaseTTL returns how long a lease lives without renewal.
+func (s *Store) LeaseTTL() time.Duration { return s.leaseTTL }
+
+// CheckKeys reads the key id of every stored record and fails, with an
+// error wrapping ErrWrongKey that names the unknown key ids, when any record
+// was encrypted with a key that is not among the store's keys. Starting
+// anyway would make the broker fetch new tokens and overwrite those
+// records, losing refresh tokens for good when the wrong key is a mistake.
+//
+// CheckKeys only reads. Values that are not envelopes at all are not a key
+// problem and do not fail it; Get reports them as ErrCorrupt.
+func (s *Store) CheckKeys(ctx context.Context) error {
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("store: check keys of bucket %s: %w", s.bucket, err)
+	}
+	defer stopWatcher(w)
+	unknown := map[string]int{}
+	total := 0
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("store: check keys of bucket %s: %w", s.bucket, ctx.Err())
+		case v, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("store: check keys of bucket %s: watcher closed", s.bucket)
+			}
+			e = v
+		}
+		if e == nil {
+			break // every record present at the start has been seen
+		}
+		total++
+		env, err := decodeEnvelope(e.Value())
+		if err != nil {
+			continue
+		}
+		if !s.keys.has(env.KID) {
+			unknown[env.KID]++
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(unknown))
+	n := 0
+	for _, c := range unknown {
+		n += c
+	}
+	what := "key id " + ids[0]
+	if len(ids) > 1 {
+		what = "key ids " + strings.Join(ids, ", ")
+	}
+	return &wrongKeyError{msg: fmt.Sprintf(
+		"store: %d of %d records in bucket %s are encrypted with %s, which TOKENBROKER_KEY (key id %s) does not match; refusing to start (the records are left untouched)",
+		n, total, s.bucket, what, strings.Join(s.keys.IDs(), ", "))}
+}
+
+// Get returns the stored record of credentialID. It returns ErrNotFound when
+// there is none (or it was deleted), ErrWrongKey when it was encrypted with
+// another key, and ErrCorrupt when the stored value cannot be read.
+func (s *Store) Get(ctx context.Context, credentialID string) (*Record, error) {
+	if err := checkID(credentialID); err != nil {
+		return nil, err
+	}
+	e, err := s.kv.Get(ctx, credentialID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("store: get %s: %w", credentialID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s: %w", credentialID, err)
+	}
+	r, err := s.decode(credentialID, e.Value(), e.Revision())
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s (revision %d): %w", credentialID, e.Revision(), err)
+	}
+	return r, nil
+}
+
+// Put stores r, encrypted with the current key, whatever is stored now, and
+// returns its new revision. r itself is not modified. Use Update where a
+// concurrent write must not be overwritten.
+func (s *Store) Put(ctx context.Context, r *Record) (uint64, error) {
+	value, err := s.encode(r)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := s.kv.Put(ctx, r.CredentialID, value)
+	if err != nil {
+		return 0, fmt.Errorf("store: put %s: %w", r.CredentialID, err)
+	}
+	return rev, nil
+}
+
+// Update stores r only if the record is still at lastRevision, and returns
+// the new revision; otherwise it returns ErrConflict and stores nothing. A
+// lastRevision of 0 means "only if no record exists" (a deleted record
+// counts as none). r itself is not modified.
+func (s *Store) Update(ctx context.Context, r *Record, lastRevision uint64) (uint64, error) {
+	value, err := s.encode(r)
+	if err != nil {
+		return 0, err
+	}
+	var rev uint64
+	if lastRevision == 0 {
+		// Create, unlike Update with revision 0, also succeeds over a
+		// delete marker.
+		rev, err = s.kv.Create(ctx, r.CredentialID, value)
+	} else {
+		rev, err = s.kv.Update(ctx, r.CredentialID, value, lastRevision)
+	}
+	if casFailed(err) {
+		return 0, fmt.Errorf("store: update %s at revision %d: %w", r.CredentialID, lastRevision, ErrConflict)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: update %s: %w", r.CredentialID, err)
+	}
+	return rev, nil
+}
+
+// Delete removes the record of credentialID. Deleting a missing record is
+// not an error. With one revision kept per key, the delete marker replaces
+// the encrypted value in the bucket.
+func (s *Store) Delete(ctx context.Context, credentialID string) error {
+	if err := checkID(credentialID); err != nil {
+		return err
+	}
+	if err := s.kv.Delete(ctx, credentialID); err != nil {
+		return fmt.Errorf("store: delete %s: %w", credentialID, err)
+	}
+	return nil
+}
+
+// Records returns the ids of the stored credentials, for warming up at
+// start-up. The order is the bucket's, not sorted.
+func (s *Store) Records(ctx context.Context) ([]string, error) {
+	ids, err := s.kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: list records: %w", err)
+	}
+	return ids, nil
+}
+
+// Watch delivers the record of credentialID as written by any broker:
+// first the current record, if there is one, and then every later write, in
+// order. Delivering the current record first means a caller that watches
+// after a Get cannot miss a write in between; compare Revision to skip what
+// it already has. Deletions, and writes that cannot be decrypted (see Get),
+// are not delivered. The channel is closed when ctx ends or the connection
+// closes.
+func (s *Store) Watch(ctx context.Context, credentialID string) (<-chan *Record, error) {
+	if err := checkID(credentialID); err != nil {
+		return nil, err
+	}
+	return s.watch(ctx, credentialID)
+}
+
+// WatchAll is Watch for every credential: the current records and then
+// every write.
+func (s *Store) WatchAll(ctx context.Context) (<-chan *Record, error) {
+	return s.watch(ctx, jetstream.AllKeys)
+}
+
+func (s *Store) watch(ctx context.Context, keys string) (<-chan *Record, error) {
+	w, err := s.kv.Watch(ctx, keys, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("store: watch %s: %w", keys, err)
+	}
+	out := make(chan *Record)
+	go func() {
+		defer close(out)
+		defer stopWatcher(w)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue // the end of the current values; updates follow
+				}
+				r, err := s.decode(e.Key(), e.Value(), e.Revision())
+				if err != nil {
+					continue
+				}
+				select {
+				case out <- r:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// stopWatcher stops w and drains its channel until the client closes it:
+// the client's delivery goroutine may be blocked sending to a full channel
+// and would otherwise never exit.
+func stopWatcher(w jetstream.KeyWatcher) {
+	_ = w.Stop()
+	for range w.Updates() {
+	}
+}
+
+// encode checks r and returns its encrypted envelope.
+func (s *Store) encode(r *Record) ([]byte, error) {
+	if r == nil {
+		return nil, errors.New("store: nil record")
+	}
+	if err := checkID(r.CredentialID); err != nil {
+		return nil, err
+	}
+	pt, err := json.Marshal(recordJSON{
+		AccessToken:  r.AccessToken,
+		TokenType:    r.TokenType,
+		RefreshToken: r.RefreshToken,
+		Expiry:       r.Expiry,
+		Lifetime:     r.Lifetime,
+		Verifier:     r.Verifier,
+		ObtainedAt:   r.ObtainedAt,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: encode %s: %w", r.CredentialID, err)
+	}
+	// Clearing the plaintext is best effort: the strings in r, and any
+	// buffer encoding/json used internally, stay until the GC reuses them.
+	defer clear(pt)
+	value, err := s.keys.seal(s.bucket, r.CredentialID, pt)
+	if err != nil {
+		return nil, err
+	}
+	return value, nil
+}
+
+// decode decrypts a stored value into a Record.
+func (s *Store) decode(credentialID string, value []byte, rev uint64) (*Record, error) {
+	pt, err := s.keys.open(s.bucket, credentialID, value)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pt)
+	var j recordJSON
+	if err := json.Unmarshal(pt, &j); err != nil {
+		// Not %v of err: a JSON error can quote the plaintext.
+		return nil, fmt.Errorf("%w: undecodable plaintext", ErrCorrupt)
+	}
+	return &Record{
+		CredentialID: credentialID,
+		AccessToken:  j.AccessToken,
+		TokenType:    j.TokenType,
+		RefreshToken: j.RefreshToken,
+		Expiry:       j.Expiry,
+		Lifetime:     j.Lifetime,
+		Verifier:     j.Verifier,
+		ObtainedAt:   j.ObtainedAt,
+		Revision:     rev,
+	}, nil
+}
+
+// casFailed reports whether err is a lost compare-and-set: the key exists,
+// or is at another revision. The client maps most of these to ErrKeyExists
+// or ErrKeyRevisionMismatch, but not all (Create over a delete marker
+// returns the server's error as is), and a replicated stream reports the
+// conflict with another error code than a single replica does.
+func casFailed(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// checkID rejects ids that are not valid bucket keys before the client
+// does, with an error that names the problem. Credential ids are
+// [A-Za-z0-9_-] names or "u-<hex>"; NATS keys also allow "=", "/" and
+// non-leading, non-trailing dots.
+func checkID(id string) error {
+	if id == "" || id[0] == '.' || id[len(id)-1] == '.' {
+		return fmt.Errorf("%w: %q", ErrInvalidID, id)
+	}
+	for _, c := range []byte(id) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-/_=.", c) >= 0) {
+			return fmt.Errorf("%w: %q", ErrInvalidID, id)
+		}
+	}
+	return nil
+}
