@@ -1,0 +1,856 @@
+package messaging_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/broker"
+	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/natstest"
+	"github.com/tokenbroker/tokenbroker/messaging"
+)
+
+// exampleNATSConfig is the example embedded-server configuration shipped
+// in examples/nats-auth, relative to this package.
+const exampleNATSConfig = "../examples/nats-auth/nats.conf"
+
+// Passwords of the example config's users, handed to it through the
+// environment variables it references.
+const (
+	secBrokerPassword   = "broker-pw-3f9c2a7d1e"
+	secCallerPassword   = "caller-pw-8b1d4e6f0a"
+	secConsumerPassword = "consumer-pw-5c7a9e2b4d"
+)
+
+// The named credential of the end-to-end test.
+const (
+	secCredential   = "crm-prod"
+	secClientID     = "crm-prod-app"
+	secClientSecret = "crm-prod-client-secret-value"
+	secScope        = "https://contoso.crm.dynamics.com/.default"
+)
+
+// setExamplePasswords sets the variables the example config reads its
+// passwords from. The caller's is a bcrypt hash, as the README suggests for
+// users whose clear password the broker does not need.
+func setExamplePasswords(t *testing.T) {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(secCallerPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TOKENBROKER_NATS_PASSWORD", secBrokerPassword)
+	t.Setenv("CALLER_NATS_PASSWORD", string(hash))
+	t.Setenv("CONSUMER_CRM_NATS_PASSWORD", secConsumerPassword)
+}
+
+// loadExampleConfig parses the example config as the embedded server does.
+func loadExampleConfig(t *testing.T) *server.Options {
+	t.Helper()
+	opts, err := server.ProcessConfigFile(exampleNATSConfig)
+	if err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	// The broker tests below rely on NATS_LISTEN choosing the address: a
+	// listen line in the example would win over it and bind 4222.
+	if opts.Host != "" || opts.Port != 0 {
+		t.Fatalf("the example config pins the address %s:%d; leave it to NATS_LISTEN", opts.Host, opts.Port)
+	}
+	return opts
+}
+
+// startExampleServer runs a standalone server with the example config on
+// a random loopback port.
+func startExampleServer(t *testing.T) *server.Server {
+	t.Helper()
+	opts := loadExampleConfig(t)
+	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	opts.NoLog, opts.NoSigs = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server with the example config not ready")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// asyncErrors collects the errors nats.go reports through its async error
+// handler, such as a permissions violation.
+type asyncErrors chan error
+
+func (c asyncErrors) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	select {
+	case c <- err:
+	default: // the test reads the first few only
+	}
+}
+
+// wait returns the first error whose text contains want.
+func (c asyncErrors) wait(t *testing.T, want string) error {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case err := <-c:
+			if strings.Contains(err.Error(), want) {
+				return err
+			}
+		case <-timeout:
+			t.Fatalf("no async error mentioning %q in 10s", want)
+		}
+	}
+}
+
+// connectAs connects to url as user of the example config.
+func connectAs(t *testing.T, url, user, password string, errs asyncErrors) *nats.Conn {
+	t.Helper()
+	if errs == nil {
+		errs = make(asyncErrors) // unbuffered: drops them, instead of nats.go printing them
+	}
+	opts := []nats.Option{nats.Name(user), nats.UserInfo(user, password), nats.ErrorHandler(errs.handler)}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// TestExampleConfigPermissions checks every user of the example config
+// against what it may and may not do. The server answers a denied SUB or
+// PUB with -ERR before the PONG of the following Flush, so LastError is
+// settled once Flush returns.
+func TestExampleConfigPermissions(t *testing.T) {
+	setExamplePasswords(t)
+	s := startExampleServer(t)
+
+	tests := []struct {
+		name, user, password string
+		sub, pub             string // one of them: the subject to subscribe to or publish on
+		allowed              bool
+	}{
+		{"broker serves token.request", "broker", secBrokerPassword, "token.request", "", true},
+		{"broker answers micro discovery", "broker", secBrokerPassword, "$SRV.PING.tokenbroker", "", true},
+		{"broker publishes refreshed events", "broker", secBrokerPassword, "", "token.refreshed.crm-prod", true},
+		{"broker publishes failed events", "broker", secBrokerPassword, "", "token.failed.crm-prod", true},
+		{"broker does not read events", "broker", secBrokerPassword, "token.refreshed.>", "", false},
+		{"broker does not write into inboxes unasked", "broker", secBrokerPassword, "", "_INBOX.someone.else", false},
+		{"broker does not read inboxes", "broker", secBrokerPassword, "_INBOX.>", "", false},
+		{"caller sends requests", "caller", secCallerPassword, "", "token.request", true},
+		{"caller reads its replies", "caller", secCallerPassword, "_INBOX.abc.*", "", true},
+		{"caller cannot watch refreshed tokens", "caller", secCallerPassword, "token.refreshed.>", "", false},
+		{"caller cannot watch one credential", "caller", secCallerPassword, "token.refreshed.crm-prod", "", false},
+		{"caller cannot forge events", "caller", secCallerPassword, "", "token.refreshed.crm-prod", false},
+		{"caller cannot serve requests", "caller", secCallerPassword, "token.request", "", false},
+		{"consumer watches its credential", "consumer-crm", secConsumerPassword, "token.refreshed.crm-prod", "", true},
+		{"consumer watches its failures", "consumer-crm", secConsumerPassword, "token.failed.crm-prod", "", true},
+		{"consumer cannot watch every credential", "consumer-crm", secConsumerPassword, "token.refreshed.>", "", false},
+		{"consumer cannot watch another credential", "consumer-crm", secConsumerPassword, "token.refreshed.erp-prod", "", false},
+		{"consumer cannot request tokens", "consumer-crm", secConsumerPassword, "", "token.request", false},
+		{"consumer cannot read inboxes", "consumer-crm", secConsumerPassword, "_INBOX.>", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			nc := connectAs(t, s.ClientURL(), tc.user, tc.password, nil)
+			var err error
+			if tc.sub != "" {
+				_, err = nc.SubscribeSync(tc.sub)
+			} else {
+				err = nc.Publish(tc.pub, []byte("{}"))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			switch last := nc.LastError(); {
+			case tc.allowed && last != nil:
+				t.Fatalf("refused: %v", last)
+			case !tc.allowed && !errors.Is(last, nats.ErrPermissionViolation):
+				t.Fatalf("want a permissions violation, got %v", last)
+			}
+		})
+	}
+
+	refused := []struct{ name, user, password string }{
+		{"no user", "", ""},
+		{"wrong password", "caller", "not-the-password"},
+		{"another user's password", "consumer-crm", secCallerPassword},
+		{"the caller's bcrypt hash as password", "caller", os.Getenv("CALLER_NATS_PASSWORD")},
+		{"unknown user", "admin", secBrokerPassword},
+	}
+	for _, tc := range refused {
+		t.Run("refused: "+tc.name, func(t *testing.T) {
+			opts := []nats.Option{}
+			if tc.user != "" {
+				opts = append(opts, nats.UserInfo(tc.user, tc.password))
+			}
+			nc, err := nats.Connect(s.ClientURL(), opts...)
+			if err == nil {
+				nc.Close()
+				t.Fatal("connected")
+			}
+			if !errors.Is(err, nats.ErrAuthorization) {
+				t.Fatalf("want an authorization violation, got %v", err)
+			}
+			assertNoSecretIn(t, err.Error(), secBrokerPassword, secCallerPassword, secConsumerPassword, "not-the-password")
+		})
+	}
+}
+
+// TestExampleConfigWithBroker runs a real broker on an embedded server
+// configured with the example config: the broker logs in as "broker", a
+// caller gets a token but may not watch events, and the consumer sees
+// crm-prod's events only.
+func TestExampleConfigWithBroker(t *testing.T) {
+	setExamplePasswords(t)
+	loadExampleConfig(t)
+	idp, err := fakeidp.Start(fakeidp.WithClient(secClientID, secClientSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Close)
+
+	cfg := config.Defaults()
+	cfg.NATSConfig = exampleNATSConfig
+	cfg.NATSListen = "127.0.0.1:0"
+	cfg.NATSUser = "broker"
+	cfg.NATSPassword = tokenbroker.Secret(secBrokerPassword)
+	cfg.HTTPAddr = ""
+	cfg.Credentials = []config.Credential{{Name: secCredential, Grant: config.GrantClientCredentials,
+		TokenEndpoint: idp.V2TokenURL(), ClientID: secClientID, ClientSecret: tokenbroker.Secret(secClientSecret),
+		Scope: secScope, RefreshThreshold: 10 * time.Minute, KeepWarm: true}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &secLogSink{}
+	b, err := broker.Start(cfg, broker.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.Shutdown(ctx)
+	})
+	url := b.ClientURL()
+	if !strings.HasPrefix(url, "nats://127.0.0.1:") || strings.HasSuffix(url, ":4222") {
+		t.Fatalf("embedded server at %s, want a random loopback port", url)
+	}
+	// The broker's subscriptions (token.request, $SRV.*) were accepted:
+	// Start flushed after making them, so a refusal would show here.
+	if err := b.Conn().LastError(); err != nil {
+		t.Fatalf("broker connection: %v", err)
+	}
+
+	consumerErrs := make(asyncErrors, 8)
+	consumer := connectAs(t, url, "consumer-crm", secConsumerPassword, consumerErrs)
+	events, err := consumer.SubscribeSync("token.refreshed." + secCredential)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumerAll, err := consumer.SubscribeSync("token.refreshed.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := consumer.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	assertPermissionViolation(t, consumerErrs.wait(t, `"token.refreshed.>"`))
+
+	callerErrs := make(asyncErrors, 8)
+	caller := connectAs(t, url, "caller", secCallerPassword, callerErrs)
+	snoop, err := caller.SubscribeSync("token.refreshed.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caller.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	assertPermissionViolation(t, callerErrs.wait(t, `"token.refreshed.>"`))
+
+	// force_refresh: an event is published even if the broker had warmed
+	// the credential before the consumer subscribed.
+	msg, err := caller.Request("token.request", []byte(`{"credential":"crm-prod","force_refresh":true}`), 10*time.Second)
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	var reply tokenbroker.Reply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil || reply.AccessToken == "" {
+		t.Fatalf("reply %s (%v)", msg.Data, err)
+	}
+	if reply.CredentialID != secCredential {
+		t.Fatalf("credential_id %q", reply.CredentialID)
+	}
+
+	ev, err := events.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("consumer-crm got no event: %v", err)
+	}
+	var event tokenbroker.RefreshedEvent
+	if err := json.Unmarshal(ev.Data, &event); err != nil {
+		t.Fatal(err)
+	}
+	if event.CredentialID != secCredential || event.AccessToken != reply.AccessToken {
+		t.Fatalf("event %s does not carry the token the caller got", ev.Data)
+	}
+
+	// The event reached the consumer, so the server has routed it to every
+	// subscription it accepted; a Flush on the other connections makes sure
+	// any such delivery has been read. The refused subscriptions got none.
+	for _, c := range []struct {
+		name string
+		nc   *nats.Conn
+		sub  *nats.Subscription
+	}{{"caller", caller, snoop}, {"consumer-crm's refused wildcard", consumer, consumerAll}} {
+		if err := c.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := c.sub.NextMsg(50 * time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+			t.Fatalf("%s received %v (%v) on a refused subscription", c.name, m, err)
+		}
+	}
+
+	// The consumer may not ask for tokens itself.
+	if err := consumer.PublishRequest("token.request", "_INBOX.consumer", []byte(`{"credential":"crm-prod"}`)); err != nil {
+		t.Fatal(err)
+	}
+	assertPermissionViolation(t, consumerErrs.wait(t, `"token.request"`))
+
+	assertNoSecretIn(t, logs.String(), secBrokerPassword, secCallerPassword, secConsumerPassword,
+		secClientSecret, reply.AccessToken)
+}
+
+// TestBrokerLoggedInAsCallerDoesNotPassForServing: logged in as a user
+// that may not serve token.request, a broker must not pass for serving:
+// either Start fails, or (as of this writing, since Start does not check)
+// its connection holds the server's refusal.
+//
+// A wrong NATS_PASSWORD is tested over TCP in TestExampleConfigPermissions
+// and TestConnectAuthMethods: over the in-process connection to the
+// embedded server, nats.go and the server both block writing to the
+// unbuffered pipe until the server's 10s write deadline, and the error is
+// "read/write on closed pipe" rather than an authorization violation.
+func TestBrokerLoggedInAsCallerDoesNotPassForServing(t *testing.T) {
+	setExamplePasswords(t)
+	loadExampleConfig(t)
+	cfg := config.Defaults()
+	cfg.NATSConfig = exampleNATSConfig
+	cfg.NATSListen = "127.0.0.1:0"
+	cfg.HTTPAddr = ""
+	cfg.NATSUser, cfg.NATSPassword = "caller", tokenbroker.Secret(secCallerPassword)
+	b, err := broker.Start(cfg, broker.Options{})
+	if err != nil {
+		assertNoSecretIn(t, err.Error(), secCallerPassword)
+		return
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.Shutdown(ctx)
+	})
+	if last := b.Conn().LastError(); !errors.Is(last, nats.ErrPermissionViolation) {
+		t.Fatalf("broker started as caller; want a permissions violation on its connection, got %v", last)
+	}
+	t.Log("broker.Start succeeded although the server refused its token.request subscription")
+}
+
+// TestBrokerRejectsBrokenNATSConfig: a NATS_CONFIG the server cannot use
+// stops start-up with an error naming NATS_CONFIG.
+func TestBrokerRejectsBrokenNATSConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name, path string
+	}{
+		{"syntax error", write("syntax.conf", "authorization {\n  users: [ { user: broker, password: x }\n")},
+		{"unset password variable", write("unset.conf", "authorization { users: [ { user: broker, password: $TOKENBROKER_TEST_UNSET_VARIABLE } ] }\n")},
+		{"unknown permission key", write("perm.conf", "authorization { users: [ { user: a, password: b, permissions: { publisher: \"x\" } } ] }\n")},
+		{"missing file", filepath.Join(dir, "missing.conf")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config.Defaults()
+			cfg.NATSConfig = tc.path
+			cfg.NATSListen = "127.0.0.1:0"
+			cfg.HTTPAddr = ""
+			cfg.NATSUser, cfg.NATSPassword = "broker", tokenbroker.Secret(secBrokerPassword)
+			b, err := broker.Start(cfg, broker.Options{})
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = b.Shutdown(ctx)
+				t.Fatal("broker started")
+			}
+			if !strings.Contains(err.Error(), "NATS_CONFIG") {
+				t.Fatalf("error does not name NATS_CONFIG: %v", err)
+			}
+			assertNoSecretIn(t, err.Error(), secBrokerPassword)
+		})
+	}
+}
+
+// authSetup is one way for the broker to log in to NATS: the server's
+// options, how the broker and a caller connect, and attempts that must fail.
+type authSetup struct {
+	server  func(*server.Options)
+	broker  messaging.ConnectOptions
+	caller  messaging.ConnectOptions
+	refused []refusedLogin
+	secrets []string // must not appear in any error
+}
+
+type refusedLogin struct {
+	name string
+	opts messaging.ConnectOptions
+}
+
+// TestConnectAuthMethods: messaging.Connect logs in with each method a
+// NATS_* setting offers, and serves a request over the connection; wrong
+// credentials fail without the secret in the error.
+func TestConnectAuthMethods(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) authSetup
+	}{
+		{"user and password", func(t *testing.T) authSetup {
+			const pw = "nats-user-password-1a2b"
+			return authSetup{
+				server: func(o *server.Options) { o.Username, o.Password = "broker", pw },
+				broker: messaging.ConnectOptions{User: "broker", Password: pw},
+				caller: messaging.ConnectOptions{User: "broker", Password: pw},
+				refused: []refusedLogin{
+					{"wrong password", messaging.ConnectOptions{User: "broker", Password: "wrong-password-9z8y"}},
+					{"no password", messaging.ConnectOptions{}},
+				},
+				secrets: []string{pw, "wrong-password-9z8y"},
+			}
+		}},
+		{"token", func(t *testing.T) authSetup {
+			const token = "nats-token-7c6d5e4f"
+			return authSetup{
+				server: func(o *server.Options) { o.Authorization = token },
+				broker: messaging.ConnectOptions{Token: token},
+				caller: messaging.ConnectOptions{Token: token},
+				refused: []refusedLogin{
+					{"wrong token", messaging.ConnectOptions{Token: "wrong-token-3g2h1i"}},
+				},
+				secrets: []string{token, "wrong-token-3g2h1i"},
+			}
+		}},
+		{"nkey seed file", func(t *testing.T) authSetup {
+			pub, seed := newNKeyUser(t)
+			seedFile := writeFile(t, "broker.nk", seed)
+			_, otherSeed := newNKeyUser(t)
+			otherFile := writeFile(t, "other.nk", otherSeed)
+			return authSetup{
+				server: func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} },
+				broker: messaging.ConnectOptions{NKeyFile: seedFile},
+				caller: messaging.ConnectOptions{NKeyFile: seedFile},
+				refused: []refusedLogin{
+					{"unknown nkey", messaging.ConnectOptions{NKeyFile: otherFile}},
+				},
+				secrets: []string{string(seed), string(otherSeed)},
+			}
+		}},
+		{"JWT credentials file", func(t *testing.T) authSetup {
+			op := newOperator(t)
+			acct := op.account(t, "TOKENS")
+			brokerCreds, brokerSeed := acct.user(t, "broker", func(u *jwt.UserClaims) {
+				u.Pub.Allow.Add("token.refreshed.>", "token.failed.>")
+				u.Sub.Allow.Add("token.request", "$SRV.>")
+				u.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: 2 * time.Minute}
+			})
+			callerCreds, callerSeed := acct.user(t, "caller", func(u *jwt.UserClaims) {
+				u.Pub.Allow.Add("token.request")
+				u.Sub.Allow.Add("_INBOX.>")
+			})
+			// A user of an account the server does not know.
+			strangerCreds, strangerSeed := newOperator(t).account(t, "OTHER").user(t, "stranger", nil)
+			return authSetup{
+				server:  op.serverOptions,
+				broker:  messaging.ConnectOptions{CredsFile: brokerCreds},
+				caller:  messaging.ConnectOptions{CredsFile: callerCreds},
+				refused: []refusedLogin{{"user of an unknown account", messaging.ConnectOptions{CredsFile: strangerCreds}}},
+				secrets: []string{brokerSeed, callerSeed, strangerSeed},
+			}
+		}},
+		{"TLS with client certificates", func(t *testing.T) authSetup {
+			pki := newTestPKI(t)
+			other := newTestPKI(t)
+			return authSetup{
+				server: func(o *server.Options) {
+					o.TLSConfig = pki.serverTLS(t)
+					o.TLSVerify = true
+					o.TLSTimeout = 5
+				},
+				broker: messaging.ConnectOptions{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey},
+				caller: messaging.ConnectOptions{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey},
+				refused: []refusedLogin{
+					{"wrong CA", messaging.ConnectOptions{CAFile: other.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey}},
+					{"client certificate of another CA", messaging.ConnectOptions{CAFile: pki.caFile, CertFile: other.clientCert, KeyFile: other.clientKey}},
+					{"no client certificate", messaging.ConnectOptions{CAFile: pki.caFile}},
+				},
+				secrets: []string{"PRIVATE KEY", pki.clientKeyPEM, other.clientKeyPEM},
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := tc.setup(t)
+			s := natstest.StartServer(t, a.server)
+
+			a.broker.Name = "broker"
+			bnc, err := messaging.Connect(s.ClientURL(), a.broker)
+			if err != nil {
+				t.Fatalf("broker: %v", err)
+			}
+			defer bnc.Close()
+			a.caller.Name = "caller"
+			cnc, err := messaging.Connect(s.ClientURL(), a.caller)
+			if err != nil {
+				t.Fatalf("caller: %v", err)
+			}
+			defer cnc.Close()
+			assertRoundTrip(t, bnc, cnc)
+
+			for _, r := range a.refused {
+				t.Run("refused: "+r.name, func(t *testing.T) {
+					nc, err := messaging.Connect(s.ClientURL(), r.opts)
+					if err == nil {
+						nc.Close()
+						t.Fatal("connected")
+					}
+					assertNoSecretIn(t, err.Error(), a.secrets...)
+				})
+			}
+		})
+	}
+}
+
+// TestConnectInProcessWithExampleConfig: the broker's in-process
+// connection to its embedded server logs in like any other client.
+func TestConnectInProcessWithExampleConfig(t *testing.T) {
+	setExamplePasswords(t)
+	s := startExampleServer(t)
+	bnc, err := messaging.Connect(s.ClientURL(), messaging.ConnectOptions{InProcess: s, User: "broker", Password: secBrokerPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bnc.Close()
+	cnc := connectAs(t, s.ClientURL(), "caller", secCallerPassword, nil)
+	assertRoundTrip(t, bnc, cnc)
+}
+
+// assertRoundTrip answers one token.request on broker and sends it from
+// caller.
+func assertRoundTrip(t *testing.T, broker, caller *nats.Conn) {
+	t.Helper()
+	sub, err := broker.QueueSubscribe("token.request", messaging.QueueGroup, func(m *nats.Msg) {
+		_ = m.Respond([]byte(`{"accesstoken":"round-trip"}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := broker.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.LastError(); err != nil {
+		t.Fatalf("broker connection: %v", err)
+	}
+	msg, err := caller.Request("token.request", []byte(`{"credential":"x"}`), 10*time.Second)
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	if string(msg.Data) != `{"accesstoken":"round-trip"}` {
+		t.Fatalf("reply %s", msg.Data)
+	}
+}
+
+func assertPermissionViolation(t *testing.T, err error) {
+	t.Helper()
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		t.Fatalf("want a permissions violation, got %v", err)
+	}
+}
+
+// assertNoSecretIn fails if text contains any of secrets.
+func assertNoSecretIn(t *testing.T, text string, secrets ...string) {
+	t.Helper()
+	for _, s := range secrets {
+		if s != "" && strings.Contains(text, s) {
+			t.Fatalf("a secret (%.6s...) shows in:\n%s", s, text)
+		}
+	}
+}
+
+// secLogSink collects a broker's log lines.
+type secLogSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *secLogSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *secLogSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// writeFile writes data to name in a fresh temporary directory, readable
+// by its owner only, as secrets should be.
+func writeFile(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newNKeyUser(t *testing.T) (pub string, seed []byte) {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub, err = kp.PublicKey(); err != nil {
+		t.Fatal(err)
+	}
+	if seed, err = kp.Seed(); err != nil {
+		t.Fatal(err)
+	}
+	return pub, seed
+}
+
+// testOperator is an operator whose accounts a server in operator mode
+// resolves from memory.
+type testOperator struct {
+	kp       nkeys.KeyPair
+	claims   *jwt.OperatorClaims
+	resolver *server.MemAccResolver
+}
+
+type testAccount struct {
+	kp nkeys.KeyPair
+}
+
+func newOperator(t *testing.T) *testOperator {
+	t.Helper()
+	kp, err := nkeys.CreateOperator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	oc := jwt.NewOperatorClaims(pub)
+	oc.Name = "tokenbroker-test"
+	token, err := oc.Encode(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := jwt.DecodeOperatorClaims(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testOperator{kp: kp, claims: claims, resolver: &server.MemAccResolver{}}
+}
+
+// account creates an account signed by the operator and stores its JWT in
+// the operator's resolver.
+func (o *testOperator) account(t *testing.T, name string) *testAccount {
+	t.Helper()
+	kp, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	ac := jwt.NewAccountClaims(pub)
+	ac.Name = name
+	token, err := ac.Encode(o.kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.resolver.Store(pub, token); err != nil {
+		t.Fatal(err)
+	}
+	return &testAccount{kp: kp}
+}
+
+// serverOptions puts a server in operator mode, trusting o.
+func (o *testOperator) serverOptions(opts *server.Options) {
+	opts.TrustedOperators = []*jwt.OperatorClaims{o.claims}
+	opts.AccountResolver = o.resolver
+}
+
+// user writes a .creds file for a new user of a, with the permissions perm
+// sets, and returns its path and the user's seed.
+func (a *testAccount) user(t *testing.T, name string, perm func(*jwt.UserClaims)) (path, seed string) {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = name
+	if perm != nil {
+		perm(uc)
+	}
+	token, err := uc.Encode(a.kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := kp.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := jwt.FormatUserConfig(token, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, name+".creds", creds), string(s)
+}
+
+// testPKI is a CA with a server certificate for 127.0.0.1 and a client
+// certificate, as PEM files.
+type testPKI struct {
+	caFile                string
+	serverCert, serverKey string
+	clientCert, clientKey string
+	clientKeyPEM          string
+	caPool                *x509.CertPool
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caKey := newECKey(t)
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "tokenbroker test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testPKI{caPool: x509.NewCertPool()}
+	p.caPool.AddCert(ca)
+	p.caFile = writePEM(t, dir, "ca.pem", "CERTIFICATE", caDER)
+
+	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) (certFile, keyFile string, keyPEM []byte) {
+		key := newECKey(t)
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: cn},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+			IPAddresses:  ips,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
+		return writePEM(t, dir, cn+"-cert.pem", "CERTIFICATE", der), writePEM(t, dir, cn+"-key.pem", "PRIVATE KEY", pkcs8), keyPEM
+	}
+	p.serverCert, p.serverKey, _ = issue(2, "server", x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)})
+	var keyPEM []byte
+	p.clientCert, p.clientKey, keyPEM = issue(3, "broker", x509.ExtKeyUsageClientAuth, nil)
+	p.clientKeyPEM = strings.TrimSpace(string(keyPEM))
+	return p
+}
+
+// serverTLS is the server's TLS configuration: its certificate, and client
+// certificates required and verified against the CA.
+func (p *testPKI) serverTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(p.serverCert, p.serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    p.caPool,
+	}
+}
+
+func newECKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
