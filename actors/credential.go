@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/metrics"
 	"github.com/tokenbroker/tokenbroker/oauth"
+	"github.com/tokenbroker/tokenbroker/store"
 )
 
 // Backoff bounds for background refreshes that fail for a passing reason.
@@ -40,6 +42,8 @@ type credential struct {
 	rt        tokenbroker.Secret // the newest refresh token; "" when none
 	verifier  Verifier           // user credentials: the password that got tok
 	refreshAt time.Time          // when the timer next refreshes tok
+	rev       uint64             // the store revision of tok; 0 when not stored
+	loading   bool               // reading the stored record; requests wait
 
 	fetching *fetch      // the IdP call in flight, if any
 	waiters  []*getToken // callers waiting for it
@@ -68,6 +72,11 @@ func (a *credential) Receive(ctx *actor.Context) {
 	switch m := ctx.Message().(type) {
 	case actor.Started:
 		a.engine, a.pid = ctx.Engine(), ctx.PID()
+		if a.r.opts.Store != nil {
+			a.load()
+		}
+	case loaded:
+		a.loadedRecord(m)
 	case actor.Stopped:
 		a.stopTimer()
 		if a.waitTimer != nil {
@@ -118,7 +127,7 @@ func (a *credential) serve(g *getToken, now time.Time) {
 	}
 	a.waiters = append(a.waiters, g)
 	a.armWaitTimer()
-	if a.fetching == nil {
+	if a.fetching == nil && !a.loading {
 		a.start(a.plan(g, now), g)
 	}
 }
@@ -185,28 +194,20 @@ func (a *credential) plan(g *getToken, now time.Time) *fetch {
 // goroutine only for the call. g is nil for a background refresh.
 func (a *credential) start(f *fetch, g *getToken) {
 	a.fetching = f
-	spec, rt, engine, pid, client, ctx := a.spec, a.rt, a.engine, a.pid, a.r.opts.Client, a.r.ctx
-	username, password := spec.Username, spec.Password
-	if a.user && g != nil {
-		username, password = g.req.Username, g.req.Password
+	j := &fetchJob{
+		f: f, id: a.c.id, user: a.user, spec: a.spec, client: a.r.opts.Client, ctx: a.r.ctx,
+		username: a.spec.Username, password: a.spec.Password, rt: a.rt, verifier: a.verifier, rev: a.rev,
+		store: a.r.opts.Store, owner: a.r.opts.Owner, log: a.log, now: a.r.now,
 	}
-	a.log.Debug("calling identity provider", "grant", string(f.grant), "background", f.background)
-	go func() {
-		began := time.Now()
-		var tok *oauth.Token
-		var err error
-		switch f.grant {
-		case grantRefresh:
-			tok, err = client.Refresh(ctx, spec.Endpoint, rt)
-		case GrantClientCredentials:
-			tok, err = client.ClientCredentials(ctx, spec.Endpoint)
-		case GrantClientAssertion:
-			tok, err = client.ClientAssertion(ctx, spec.Endpoint, spec.Assertion)
-		default:
-			tok, err = client.Password(ctx, spec.Endpoint, username, password)
-		}
-		engine.Send(pid, fetchDone{f: f, tok: tok, err: err, after: time.Since(began)})
-	}()
+	if a.tok != nil {
+		j.expiry = a.tok.Expiry
+	}
+	if a.user && g != nil {
+		j.username, j.password = g.req.Username, g.req.Password
+	}
+	a.log.Debug("getting a token", "grant", string(f.grant), "background", f.background)
+	engine, pid := a.engine, a.pid
+	go func() { engine.Send(pid, j.run()) }()
 }
 
 // fetched takes the result of the IdP call and answers everyone waiting on it.
@@ -220,13 +221,21 @@ func (a *credential) fetched(d fetchDone) {
 	waiters := a.waiters
 	a.waiters = nil
 
-	if d.err == nil {
+	if d.rec != nil {
+		// Another broker got it; it published the event.
+		a.adopt(d.rec, now)
+		a.log.Info("token taken from the store", "action", f.action, "expires_in", int64(d.rec.Expiry.Sub(now)/time.Second), "took", d.after)
+	}
+	if d.err == nil && d.rec == nil {
 		a.c.lastErr.Store(nil)
 		if f.action != tokenbroker.ActionNew {
 			a.r.opts.Metrics.Refresh(metrics.OutcomeOK)
 		}
+		a.rev = d.rev
 		a.store(d.tok, f, now)
 		a.log.Info("token acquired", "grant", string(f.grant), "action", f.action, "expires_in", int64(d.tok.Expiry.Sub(now)/time.Second), "took", d.after)
+	}
+	if d.err == nil {
 		var again []*getToken
 		for _, g := range waiters {
 			if !a.matches(g) {
@@ -273,6 +282,9 @@ func (a *credential) fetched(d fetchDone) {
 		// handing out what it obtained.
 		a.tok, a.rt = nil, ""
 		a.c.snap.Store(nil)
+		if st := a.r.opts.Store; st != nil {
+			go func(ctx context.Context, id string) { _ = st.Delete(ctx, id) }(a.r.ctx, a.c.id)
+		}
 	}
 	var again []*getToken
 	for _, g := range waiters {
@@ -308,9 +320,9 @@ func (a *credential) requeue(gs []*getToken, now time.Time) {
 	}
 }
 
-// store makes tok the credential's token and tells everyone: the snapshot for
-// cache hits, the refreshed event for consumers, the timer for the next
-// refresh.
+// store makes tok, just obtained by f, the credential's token and tells
+// everyone: the snapshot for cache hits, the refreshed event for consumers,
+// the timer for the next refresh.
 func (a *credential) store(tok *oauth.Token, f *fetch, now time.Time) {
 	switch {
 	case tok.RefreshToken != "":
@@ -322,6 +334,34 @@ func (a *credential) store(tok *oauth.Token, f *fetch, now time.Time) {
 	if a.user && f.grant != grantRefresh {
 		a.verifier = f.verifier
 	}
+	a.install(tok, now)
+	a.r.opts.Publisher.PublishRefreshed(tokenbroker.RefreshedEvent{
+		EventID:      uuid.NewString(),
+		CredentialID: a.c.id,
+		AccessToken:  tok.AccessToken,
+		TokenType:    tok.TokenType,
+		ExpiresOn:    unixString(tok.Expiry),
+		ExpiresIn:    int64(tok.Expiry.Sub(now) / time.Second),
+		Action:       f.action,
+		RefreshedAt:  now.UTC(),
+	})
+}
+
+// adopt makes a stored record the credential's token: one this broker kept
+// before a restart, or one another broker obtained (and published).
+func (a *credential) adopt(rec *store.Record, now time.Time) {
+	tok := tokenOf(rec)
+	a.rt = tokenbroker.Secret(tok.RefreshToken)
+	tok.RefreshToken = ""
+	if a.user {
+		copy(a.verifier[:], rec.Verifier)
+	}
+	a.rev = rec.Revision
+	a.install(tok, now)
+}
+
+// install sets the token, its refresh time and the snapshot.
+func (a *credential) install(tok *oauth.Token, now time.Time) {
 	a.tok = tok
 	a.failures = 0
 	thr := a.spec.threshold(tok.Lifetime)
@@ -338,16 +378,36 @@ func (a *credential) store(tok *oauth.Token, f *fetch, now time.Time) {
 		verifier:   a.verifier,
 		user:       a.user,
 	})
-	a.r.opts.Publisher.PublishRefreshed(tokenbroker.RefreshedEvent{
-		EventID:      uuid.NewString(),
-		CredentialID: a.c.id,
-		AccessToken:  tok.AccessToken,
-		TokenType:    tok.TokenType,
-		ExpiresOn:    unixString(tok.Expiry),
-		ExpiresIn:    int64(tok.Expiry.Sub(now) / time.Second),
-		Action:       f.action,
-		RefreshedAt:  now.UTC(),
-	})
+}
+
+// load reads the credential's stored record when the actor starts, so a
+// token kept before a restart, or obtained by another broker, is served
+// without an IdP call. Requests wait for it.
+func (a *credential) load() {
+	a.loading = true
+	st, id, ctx, engine, pid := a.r.opts.Store, a.c.id, a.r.ctx, a.engine, a.pid
+	go func() {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		rec, err := st.Get(lctx, id)
+		engine.Send(pid, loaded{rec: rec, err: err})
+	}()
+}
+
+func (a *credential) loadedRecord(m loaded) {
+	a.loading = false
+	now := a.r.now()
+	switch {
+	case m.err == nil && m.rec.AccessToken != "" && now.Before(m.rec.Expiry):
+		a.adopt(m.rec, now)
+		a.log.Info("token restored from the store", "expires_in", int64(m.rec.Expiry.Sub(now)/time.Second))
+	case m.err != nil && !errors.Is(m.err, store.ErrNotFound):
+		a.log.Warn("could not read the stored token", "err", m.err)
+	}
+	waiters := a.waiters
+	a.waiters = nil
+	a.requeue(waiters, now)
+	a.schedule(now)
 }
 
 // failed publishes token.failed for a refresh that failed for good.

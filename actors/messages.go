@@ -5,6 +5,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/oauth"
+	"github.com/tokenbroker/tokenbroker/store"
 )
 
 // getToken is one request the fast path could not answer. It carries the
@@ -40,12 +41,21 @@ type fetch struct {
 	background bool     // started by the refresh timer, not by a caller
 }
 
-// fetchDone reports the end of a fetch to its actor.
+// fetchDone reports the end of a fetch to its actor: a token from the IdP
+// (tok, stored at rev), one another broker stored (rec), or an error.
 type fetchDone struct {
 	f     *fetch
 	tok   *oauth.Token
+	rev   uint64
+	rec   *store.Record
 	err   error
 	after time.Duration // how long the call took
+}
+
+// loaded is the stored record read when the actor started.
+type loaded struct {
+	rec *store.Record
+	err error
 }
 
 // wake is the actor's timer firing; gen discards timers since replaced.

@@ -15,6 +15,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/metrics"
 	"github.com/tokenbroker/tokenbroker/oauth"
+	"github.com/tokenbroker/tokenbroker/store"
 )
 
 // kind is the hollywood kind of credential actors.
@@ -53,6 +54,11 @@ type Options struct {
 	// RequestTimeout bounds how long a request waits on its credential's
 	// actor; past it the caller gets a 504. Default 30 seconds.
 	RequestTimeout time.Duration
+	// Store keeps token state across restarts and shares it, with a lease
+	// per credential, among brokers; nil keeps it in memory only.
+	Store *store.Store
+	// Owner names this broker in leases.
+	Owner string
 	// Metrics counts refreshes; nil counts nothing. (IdP calls are counted
 	// where they are made, by the TokenClient.)
 	Metrics *metrics.Metrics
@@ -243,6 +249,25 @@ func (r *Router) cellFor(key, id string, spec *Spec) *cell {
 	r.cells.Store(key, c)
 	r.count.Add(1)
 	return c
+}
+
+// Restore brings the kept-warm named credentials that have a stored token
+// back into memory at start-up, so their refresh timers resume without
+// waiting for a request. Username credentials come back on their next use.
+func (r *Router) Restore(ctx context.Context) error {
+	if r.opts.Store == nil {
+		return nil
+	}
+	ids, err := r.opts.Store.Records(ctx)
+	if err != nil {
+		return fmt.Errorf("actors: list stored tokens: %w", err)
+	}
+	for _, id := range ids {
+		if s := r.named[id]; s != nil && s.KeepWarm {
+			r.cellFor("n:"+id, id, s)
+		}
+	}
+	return nil
 }
 
 // retire removes c from the Router, so that no message reaches its actor

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
+	"github.com/google/uuid"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tokenbroker/tokenbroker/actors"
 	"github.com/tokenbroker/tokenbroker/config"
@@ -24,6 +26,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/messaging"
 	"github.com/tokenbroker/tokenbroker/metrics"
 	"github.com/tokenbroker/tokenbroker/oauth"
+	"github.com/tokenbroker/tokenbroker/store"
 )
 
 // Options are what a Broker needs beyond its configuration.
@@ -32,6 +35,9 @@ type Options struct {
 	// IdPHTTPClient is the HTTP client for token endpoints; nil uses a
 	// default with sane timeouts.
 	IdPHTTPClient *http.Client
+	// LeaseTTL is how long a broker that died holding a credential's lease
+	// keeps others from the IdP; zero is the store's default (15s).
+	LeaseTTL time.Duration
 }
 
 // Broker is a running token broker.
@@ -66,7 +72,10 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 		CAFile: cfg.NATSCA, CertFile: cfg.NATSCert, KeyFile: cfg.NATSKey,
 	}
 	if url == "" {
-		if b.server, err = messaging.StartEmbedded(messaging.EmbeddedOptions{Listen: cfg.NATSListen, ConfigFile: cfg.NATSConfig}); err != nil {
+		if b.server, err = messaging.StartEmbedded(messaging.EmbeddedOptions{
+			Listen: cfg.NATSListen, ConfigFile: cfg.NATSConfig,
+			JetStream: cfg.Key != nil, StoreDir: cfg.DataDir,
+		}); err != nil {
 			return nil, err
 		}
 		url = b.server.ClientURL()
@@ -100,6 +109,15 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 		RequestTimeout: cfg.RequestTimeout,
 		Logger:         b.log,
 	}
+	if cfg.Key != nil {
+		if ro.Store, err = openStore(b.nc, cfg, o.LeaseTTL); err != nil {
+			return nil, err
+		}
+		ro.Owner = uuid.NewString()
+		b.log.Info("token state is kept in JetStream", "bucket", ro.Store.Bucket(), "replicas", cfg.StateReplicas)
+	} else {
+		b.log.Info("TOKENBROKER_KEY is not set: token state is kept in memory only, and lost on restart")
+	}
 	if cfg.HasDefault() {
 		s := spec(cfg.Default, false)
 		ro.Default = &s
@@ -119,6 +137,11 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	if b.router, err = actors.NewRouter(ro); err != nil {
 		return nil, err
 	}
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.router.Restore(rctx); err != nil {
+		b.log.Warn("could not restore stored credentials; they come back on first use", "err", err)
+	}
 	b.metrics.SetCredentials(b.router.Credentials)
 	if b.svc, err = messaging.NewService(b.nc, subjects, b.router, messaging.ServiceOptions{
 		Logger: b.log, Metrics: b.metrics, Status: func() any { return b.router.Status() },
@@ -133,6 +156,33 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	b.log.Info("serving", "subject", subjects.Request(), "queue_group", messaging.QueueGroup,
 		"default_profile", cfg.HasDefault(), "named_credentials", len(cfg.Credentials))
 	return b, nil
+}
+
+// openStore opens the encrypted token state in JetStream. A key that fits
+// none of the stored records stops start-up, leaving them untouched.
+func openStore(nc *nats.Conn, cfg *config.Config, leaseTTL time.Duration) (*store.Store, error) {
+	var previous [][]byte
+	if cfg.PreviousKey != nil {
+		previous = append(previous, cfg.PreviousKey)
+	}
+	keys, err := store.NewKeys(cfg.Key, previous...)
+	if err != nil {
+		return nil, fmt.Errorf("broker: TOKENBROKER_KEY: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("broker: JetStream: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, js, store.Options{Replicas: cfg.StateReplicas, Keys: keys, LeaseTTL: leaseTTL})
+	switch {
+	case errors.Is(err, store.ErrWrongKey):
+		return nil, fmt.Errorf("broker: %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("broker: TOKENBROKER_KEY is set, so token state is kept in JetStream, but it cannot be opened (does the NATS server run JetStream?): %w", err)
+	}
+	return st, nil
 }
 
 // startHTTP starts the HTTP gateway on HTTP_ADDR.

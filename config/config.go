@@ -59,7 +59,14 @@ type Config struct {
 
 	// Key is the decoded TOKENBROKER_KEY (or the contents of
 	// TOKENBROKER_KEY_FILE): exactly KeySize bytes, or nil when unset.
+	// With it the broker keeps token state, encrypted, in JetStream.
 	Key []byte
+	// PreviousKey is the decoded TOKENBROKER_PREVIOUS_KEY(_FILE): the key
+	// being rotated away from, still used to read records written with it.
+	PreviousKey []byte
+	// StateReplicas is STATE_REPLICAS: the replicas of the JetStream buckets
+	// that hold token state (3 on a three-node cluster).
+	StateReplicas int
 
 	NATSCreds    string             // NATS_CREDS: path of a .creds file (JWT and nkey seed)
 	NATSNKey     string             // NATS_NKEY: path of an nkey seed file
@@ -175,6 +182,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Key != nil && len(c.Key) != KeySize {
 		return settingErr("TOKENBROKER_KEY", "must decode to exactly %d bytes", KeySize)
+	}
+	if c.PreviousKey != nil && c.Key == nil {
+		return settingErr("TOKENBROKER_PREVIOUS_KEY", "is set without TOKENBROKER_KEY: rotation needs the new key")
+	}
+	if c.StateReplicas < 1 || c.StateReplicas > 5 {
+		return settingErr("STATE_REPLICAS", "must be between 1 and 5")
 	}
 	switch {
 	case c.NATSUser != "" && c.NATSPassword.IsZero():

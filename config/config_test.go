@@ -65,6 +65,7 @@ func TestDefaults(t *testing.T) {
 		HTTPAddr:       "127.0.0.1:5000",
 		SubjectPrefix:  "token",
 		DataDir:        "./data",
+		StateReplicas:  1,
 		IdPTimeout:     10 * time.Second,
 		RequestTimeout: 30 * time.Second,
 		IdleTimeout:    30 * time.Minute,

@@ -95,6 +95,22 @@ var settings = []Setting{
 			c.Key = k
 			return err
 		}},
+	{Env: "TOKENBROKER_PREVIOUS_KEY", FileEnv: "TOKENBROKER_PREVIOUS_KEY_FILE", FileFlag: "previous-key-file", Secret: true,
+		Usage: "the key being rotated away from, base64 of 32 bytes: stored records written with it stay readable",
+		apply: func(c *Config, v string) error {
+			k, err := decodeKey(v)
+			c.PreviousKey = k
+			return err
+		}},
+	{Env: "STATE_REPLICAS", Flag: "state-replicas", Default: "1",
+		Usage: "`replicas` of the JetStream buckets holding token state (3 on a three-node cluster)",
+		apply: func(c *Config, v string) (err error) {
+			c.StateReplicas, err = strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("%q is not a whole number", v)
+			}
+			return nil
+		}},
 	{Env: "NATS_CONFIG", Flag: "nats-config",
 		Usage: "nats-server configuration `file` for the embedded server (accounts, users, permissions, TLS)",
 		apply: func(c *Config, v string) error { c.NATSConfig = v; return nil }},

@@ -23,6 +23,10 @@ type EmbeddedOptions struct {
 	// ReadyTimeout bounds the wait for the server to accept clients;
 	// default 10s.
 	ReadyTimeout time.Duration
+	// JetStream enables JetStream, keeping its data in StoreDir (DATA_DIR),
+	// for the broker's durable token state.
+	JetStream bool
+	StoreDir  string
 }
 
 // StartEmbedded starts a NATS server in this process and waits until it
@@ -48,6 +52,12 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 			n = server.RANDOM_PORT
 		}
 		opts.Host, opts.Port = host, n
+	}
+	if o.JetStream {
+		opts.JetStream = true
+		if opts.StoreDir == "" {
+			opts.StoreDir = o.StoreDir
+		}
 	}
 	opts.NoSigs = true // the broker handles signals and shuts the server down itself
 	opts.NoLog = true
