@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,6 +153,38 @@ func TestStatusShowsTheBrokerAndItsCredentials(t *testing.T) {
 	}
 }
 
+func TestDemoIdPServesTokens(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &buffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"demo-idp", "--addr", "127.0.0.1:0"},
+			env{lookup: lookupIn(map[string]string{"DEMO_APP_SECRET": "s3"}), stdout: out, stderr: io.Discard})
+	}()
+	var v2 string
+	eventually(t, func() bool {
+		m := regexp.MustCompile(`v2: (\S+)`).FindStringSubmatch(out.String())
+		if m != nil {
+			v2 = m[1]
+		}
+		return m != nil
+	})
+	resp, err := http.PostForm(v2, url.Values{"grant_type": {"client_credentials"}, "client_id": {demoApp},
+		"client_secret": {"s3"}, "scope": {demoResource + "/.default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"access_token"`) {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("demo-idp exited %d", code)
+	}
+}
+
 func TestBadConfigurationStopsStartUpWithOneLine(t *testing.T) {
 	code, _, errs := runCmd(t, map[string]string{"REFRESH_THRESHOLD": "soon", "HTTP_ADDR": ""}, "serve", "--nats-listen", "127.0.0.1:0")
 	if code != exitUsage || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "REFRESH_THRESHOLD") {
@@ -159,7 +193,7 @@ func TestBadConfigurationStopsStartUpWithOneLine(t *testing.T) {
 }
 
 func TestEveryCommandHasHelp(t *testing.T) {
-	for _, cmd := range []string{"serve", "demo", "token", "watch", "status"} {
+	for _, cmd := range []string{"serve", "demo", "token", "watch", "status", "demo-idp"} {
 		t.Run(cmd, func(t *testing.T) {
 			code, _, errs := runCmd(t, nil, cmd, "--help")
 			if code != exitOK || !strings.Contains(errs, "Usage: tokenbroker") {

@@ -43,6 +43,7 @@ Commands:
   token   ask a running broker for a token and print the reply
   watch   print token.refreshed and token.failed events as they arrive
   status  print every running broker's requests, errors and credentials
+  demo-idp  serve only the demo's identity provider (for docker-compose.yml)
 
 Run 'tokenbroker COMMAND --help' for the flags of a command.
 `
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return watch(ctx, args, e)
 	case "status":
 		return status(ctx, args, e)
+	case "demo-idp":
+		return demoIdP(ctx, args, e)
 	case "help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK
