@@ -67,6 +67,7 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 
 	url := cfg.NATSURL
 	co := messaging.ConnectOptions{
+		Logger:    b.log,
 		CredsFile: cfg.NATSCreds, NKeyFile: cfg.NATSNKey,
 		User: cfg.NATSUser, Password: cfg.NATSPassword.Reveal(), Token: cfg.NATSToken.Reveal(),
 		CAFile: cfg.NATSCA, CertFile: cfg.NATSCert, KeyFile: cfg.NATSKey,
@@ -79,7 +80,12 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 			return nil, err
 		}
 		url = b.server.ClientURL()
-		co.InProcess = b.server
+		// In memory, skipping TCP; but a server with its own configuration
+		// may demand credentials, and a refused login over the in-memory
+		// pipe hangs and then reports only a closed pipe: use TCP there.
+		if cfg.NATSConfig == "" {
+			co.InProcess = b.server
+		}
 		b.log.Info("embedded NATS server started", "url", url)
 	}
 	if b.nc, err = messaging.Connect(url, co); err != nil {

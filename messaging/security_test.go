@@ -374,19 +374,32 @@ func TestBrokerLoggedInAsCallerDoesNotPassForServing(t *testing.T) {
 	cfg.HTTPAddr = ""
 	cfg.NATSUser, cfg.NATSPassword = "caller", tokenbroker.Secret(secCallerPassword)
 	b, err := broker.Start(cfg, broker.Options{})
-	if err != nil {
-		assertNoSecretIn(t, err.Error(), secCallerPassword)
-		return
-	}
-	t.Cleanup(func() {
+	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = b.Shutdown(ctx)
-	})
-	if last := b.Conn().LastError(); !errors.Is(last, nats.ErrPermissionViolation) {
-		t.Fatalf("broker started as caller; want a permissions violation on its connection, got %v", last)
+		t.Fatal("broker.Start succeeded although the server refused its token.request subscription")
 	}
-	t.Log("broker.Start succeeded although the server refused its token.request subscription")
+	if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), "may not serve token.request") {
+		t.Fatalf("start as caller: %v", err)
+	}
+	assertNoSecretIn(t, err.Error(), secCallerPassword)
+}
+
+// TestBrokerWithAWrongPasswordFailsClearly: a refused login to the embedded
+// server is reported as such, at once, not as a closed pipe after a hang.
+func TestBrokerWithAWrongPasswordFailsClearly(t *testing.T) {
+	setExamplePasswords(t)
+	cfg := config.Defaults()
+	cfg.NATSConfig = exampleNATSConfig
+	cfg.NATSListen = "127.0.0.1:0"
+	cfg.HTTPAddr = ""
+	cfg.NATSUser, cfg.NATSPassword = "broker", tokenbroker.Secret("not-the-password-0123")
+	_, err := broker.Start(cfg, broker.Options{})
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+		t.Fatalf("start with a wrong password: %v", err)
+	}
+	assertNoSecretIn(t, err.Error(), "not-the-password-0123")
 }
 
 // TestBrokerRejectsBrokenNATSConfig: a NATS_CONFIG the server cannot use

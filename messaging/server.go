@@ -3,6 +3,7 @@ package messaging
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -39,7 +40,7 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 			return nil, fmt.Errorf("messaging: NATS_CONFIG %s: %w", o.ConfigFile, err)
 		}
 	}
-	if o.Listen != "" && opts.Port == 0 && opts.Host == "" {
+	if o.Listen != "" {
 		host, port, err := net.SplitHostPort(o.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("messaging: NATS_LISTEN %q: %w", o.Listen, err)
@@ -51,7 +52,15 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		if n == 0 {
 			n = server.RANDOM_PORT
 		}
-		opts.Host, opts.Port = host, n
+		// A config file's listen wins; but one that names only a port does
+		// not thereby open the server to every interface: the host stays
+		// NATS_LISTEN's (loopback by default).
+		if opts.Host == "" {
+			opts.Host = host
+		}
+		if opts.Port == 0 {
+			opts.Port = n
+		}
 	}
 	if o.JetStream {
 		opts.JetStream = true
@@ -95,6 +104,10 @@ type ConnectOptions struct {
 	// InProcess connects to this embedded server through memory instead of
 	// TCP; URL is then ignored.
 	InProcess *server.Server
+	// Logger receives the connection's asynchronous errors (a refused
+	// subscription, a slow consumer) and its disconnects and reconnects;
+	// nil discards them.
+	Logger *slog.Logger
 }
 
 // Connect connects to NATS at url with o. The connection reconnects forever:
@@ -104,11 +117,30 @@ func Connect(url string, o ConnectOptions) (*nats.Conn, error) {
 	if name == "" {
 		name = ServiceName
 	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(false),
+		// nats.go prints these to stderr by default, past the broker's
+		// logger and its LOG_FORMAT.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				log.Warn("NATS error", "subject", sub.Subject, "err", err)
+				return
+			}
+			log.Warn("NATS error", "err", err)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
 	}
 	if o.InProcess != nil {
 		opts = append(opts, nats.InProcessServer(o.InProcess))

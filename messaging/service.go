@@ -1,6 +1,8 @@
 package messaging
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -65,10 +67,15 @@ func NewService(nc *nats.Conn, subjects Subjects, backend tokenbroker.Service, o
 	}
 	s.svc = svc
 	// Return only once the server has the subscription, so a caller told
-	// the broker is up never meets "no responders".
+	// the broker is up never meets "no responders"; and fail if the server
+	// refused it, rather than run a broker nobody can reach.
 	if err := nc.Flush(); err != nil {
 		_ = svc.Stop()
 		return nil, err
+	}
+	if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("messaging: the NATS user may not serve %s: %w", subjects.Request(), err)
 	}
 	return s, nil
 }
