@@ -55,11 +55,12 @@ type env struct {
 
 func start(t *testing.T, lifetime, threshold time.Duration, adjust ...func(*config.Config, *fakeidp.Server)) *env {
 	t.Helper()
-	idp, err := fakeidp.Start(fakeidp.WithLifetime(lifetime), fakeidp.WithUser(user, password),
+	idp, err := fakeidp.Start(fakeidp.WithRecordIssued(), fakeidp.WithLifetime(lifetime), fakeidp.WithUser(user, password),
 		fakeidp.WithClient(clientID, ""), fakeidp.WithClient(app, secret))
 	if err != nil {
 		t.Fatal(err)
 	}
+	suite.addIdP(idp)
 	t.Cleanup(idp.Close)
 	cfg := config.Defaults()
 	cfg.NATSListen = "127.0.0.1:0"
@@ -75,7 +76,7 @@ func start(t *testing.T, lifetime, threshold time.Duration, adjust ...func(*conf
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &logSink{}
+	logs := newLogSink()
 	b, err := broker.Start(cfg, broker.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)

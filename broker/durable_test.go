@@ -85,11 +85,12 @@ func ask(t *testing.T, url, body string) tokenbroker.Reply {
 
 func newIdP(t *testing.T) *fakeidp.Server {
 	t.Helper()
-	idp, err := fakeidp.Start(fakeidp.WithLifetime(time.Hour), fakeidp.WithUser(user, password),
+	idp, err := fakeidp.Start(fakeidp.WithRecordIssued(), fakeidp.WithLifetime(time.Hour), fakeidp.WithUser(user, password),
 		fakeidp.WithClient(clientID, ""), fakeidp.WithClient(app, secret))
 	if err != nil {
 		t.Fatal(err)
 	}
+	suite.addIdP(idp)
 	t.Cleanup(idp.Close)
 	return idp
 }
@@ -131,7 +132,7 @@ const userRequest = `{"username":"` + user + `","password":"` + password + `"}`
 
 func TestRestartServesStoredTokensWithoutTheIdP(t *testing.T) {
 	idp, key, dir := newIdP(t), newKey(t), t.TempDir()
-	logs := &logSink{}
+	logs := newLogSink()
 	first := startBroker(t, durableConfig(t, idp, key, dir, ""), logs, 0)
 	named := ask(t, first.ClientURL(), `{"credential":"app"}`)
 	usr := ask(t, first.ClientURL(), userRequest)
@@ -186,7 +187,7 @@ func TestRestartServesStoredTokensWithoutTheIdP(t *testing.T) {
 
 func TestWrongKeyStopsStartUpAndLeavesRecordsAlone(t *testing.T) {
 	idp, key, dir := newIdP(t), newKey(t), t.TempDir()
-	logs := &logSink{}
+	logs := newLogSink()
 	first := startBroker(t, durableConfig(t, idp, key, dir, ""), logs, 0)
 	ask(t, first.ClientURL(), `{"credential":"app"}`)
 	before := rawRecords(t, first.ClientURL())
@@ -212,7 +213,7 @@ func brokers(t *testing.T, n int, idp *fakeidp.Server, url string, leaseTTL time
 	key := newKey(t)
 	var bs []*broker.Broker
 	for i := 0; i < n; i++ {
-		bs = append(bs, startBroker(t, durableConfig(t, idp, key, "", url), &logSink{}, leaseTTL))
+		bs = append(bs, startBroker(t, durableConfig(t, idp, key, "", url), newLogSink(), leaseTTL))
 	}
 	return bs
 }
@@ -333,7 +334,7 @@ func TestLosingOneNATSNodeOfThreeLosesNoToken(t *testing.T) {
 	key := newKey(t)
 	cfg := durableConfig(t, idp, key, "", urls)
 	cfg.StateReplicas = 3
-	startBroker(t, cfg, &logSink{}, 0)
+	startBroker(t, cfg, newLogSink(), 0)
 	first := ask(t, urls, `{"credential":"app"}`)
 	usr := ask(t, urls, userRequest)
 

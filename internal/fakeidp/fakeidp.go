@@ -64,6 +64,8 @@ type Server struct {
 	certs    map[string][]*x509.Certificate // client id -> registered certificates
 	jtis     map[string]time.Time           // client id + " " + jti -> assertion expiry
 	refresh  map[string]*refreshGrant
+	record   bool     // keep every token issued, for IssuedTokens
+	issued   []string // access and refresh tokens, when record is set
 	callsFor map[string]int64
 	failures []*pending
 	hold     chan struct{}
@@ -111,6 +113,19 @@ func WithUser(username, password string) Option {
 // WithClient adds a client application; see AddClient.
 func WithClient(clientID, secret string) Option {
 	return func(s *Server) { s.clients[clientID] = secret }
+}
+
+// WithRecordIssued makes the Server keep every access and refresh token it
+// issues, so a test can check that none of them leaks anywhere (logs,
+// errors, stored records). Off by default: a load test issues many.
+func WithRecordIssued() Option { return func(s *Server) { s.record = true } }
+
+// IssuedTokens returns every access and refresh token issued so far, when
+// the Server was made WithRecordIssued; nil otherwise.
+func (s *Server) IssuedTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
 }
 
 // WithStrictRotation sets whether a refresh token is invalid once used

@@ -209,6 +209,12 @@ func (s *Server) issue(w http.ResponseWriter, v version, clientID, user, resourc
 		rt := "0.A" + base64.RawURLEncoding.EncodeToString(randomBytes(48))
 		s.refresh[rt] = &refreshGrant{user: user, clientID: clientID}
 		body["refresh_token"] = rt
+		if s.record {
+			s.issued = append(s.issued, rt)
+		}
+	}
+	if at, ok := body["access_token"].(string); ok && s.record {
+		s.issued = append(s.issued, at)
 	}
 	writeJSON(w, http.StatusOK, body)
 }
