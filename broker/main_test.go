@@ -64,8 +64,11 @@ func scanLogs() error {
 			}
 		}
 	}
-	if lines == 0 {
-		return fmt.Errorf("no log line was captured: the check checked nothing")
+	switch {
+	case len(suite.sinks) == 0:
+		return nil // no broker ran (go test -run chose other tests)
+	case lines == 0:
+		return fmt.Errorf("brokers ran but no log line was captured: the check checked nothing")
 	}
 	fmt.Printf("scanned %d log lines of %d brokers for %d secrets and tokens: none found\n", lines, len(suite.sinks), len(secrets))
 	return nil
