@@ -483,7 +483,7 @@ func (a *credential) woke(w wake) {
 		return
 	}
 	now := a.r.now()
-	if (a.user || !a.spec.KeepWarm) && a.idle(now) && a.fetching == nil && len(a.waiters) == 0 {
+	if (a.user || !a.spec.KeepWarm) && a.idle(now) && a.fetching == nil && !a.loading && len(a.waiters) == 0 {
 		a.retire()
 		return
 	}
