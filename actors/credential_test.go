@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"strings"
 	"sync"
 	"testing"
@@ -248,7 +249,7 @@ func TestUnreachableIdPServesTheStillValidToken(t *testing.T) {
 func TestIdleUserCredentialLeavesMemory(t *testing.T) {
 	h := newHarness(t, harnessOpts{idleTimeout: 100 * time.Millisecond})
 	h.mustToken(user(testPassword), tokenbroker.ActionNew)
-	eventually(t, waitFor, func() error {
+	testkit.Eventually(t, waitFor, func() error {
 		if n := h.router.Credentials(); n != 0 {
 			return notYet("%d credentials in memory", n)
 		}

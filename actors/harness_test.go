@@ -214,24 +214,6 @@ func (e *events) nextFailed(t testing.TB) tokenbroker.FailedEvent {
 	}
 }
 
-// eventually polls cond until it holds or the time is up.
-func eventually(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met in %s: %v", timeout, err)
-		}
-		<-tick.C
-	}
-}
-
 func wantCalls(t testing.TB, idp *fakeidp.Server, grant string, want int64) {
 	t.Helper()
 	if got := idp.CallsFor(grant); got != want {

@@ -1,12 +1,10 @@
 package broker_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,29 +26,11 @@ const (
 	resource = "https://resource.example"
 )
 
-// logSink collects every log line of a test's brokers, to check for secrets.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
 type env struct {
 	idp    *fakeidp.Server
 	broker *broker.Broker
 	nc     *nats.Conn
-	logs   *logSink
+	logs   *testkit.LogBuffer
 }
 
 func start(t *testing.T, lifetime, threshold time.Duration, adjust ...func(*config.Config, *fakeidp.Server)) *env {
@@ -77,7 +57,7 @@ func start(t *testing.T, lifetime, threshold time.Duration, adjust ...func(*conf
 		t.Fatal(err)
 	}
 	logs := newLogSink()
-	b, err := broker.Start(cfg, broker.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	b, err := broker.Start(cfg, broker.Options{Logger: logs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +129,7 @@ func TestFiveHundredSimultaneousFirstRequestsOverNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Every request reached the broker while the IdP holds the first call.
-	eventually(t, func() bool { return e.broker.Service().Stats().Endpoints[0].NumRequests == n })
+	testkit.Until(t, 10*time.Second, "condition", func() bool { return e.broker.Service().Stats().Endpoints[0].NumRequests == n })
 	release()
 	var token string
 	for i := 0; i < n; i++ {
@@ -251,7 +231,7 @@ func TestShutdownAnswersRequestsInFlight(t *testing.T) {
 	if err := e.nc.PublishRequest("token.request", sub.Subject, []byte(`{"credential":"app"}`)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, func() bool { return e.idp.Calls() == 1 })
+	testkit.Until(t, 10*time.Second, "condition", func() bool { return e.idp.Calls() == 1 })
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -269,18 +249,5 @@ func TestShutdownAnswersRequestsInFlight(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown: %v", err)
-	}
-}
-
-func eventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		<-tick.C
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"strings"
 	"sync"
 	"testing"
@@ -51,10 +51,9 @@ func durableConfig(t *testing.T, idp *fakeidp.Server, key []byte, dataDir, natsU
 	return cfg
 }
 
-func startBroker(t *testing.T, cfg *config.Config, logs *logSink, leaseTTL time.Duration) *broker.Broker {
+func startBroker(t *testing.T, cfg *config.Config, logs *testkit.LogBuffer, leaseTTL time.Duration) *broker.Broker {
 	t.Helper()
-	b, err := broker.Start(cfg, broker.Options{LeaseTTL: leaseTTL,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	b, err := broker.Start(cfg, broker.Options{LeaseTTL: leaseTTL, Logger: logs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +158,7 @@ func TestRestartServesStoredTokensWithoutTheIdP(t *testing.T) {
 
 	second := startBroker(t, durableConfig(t, idp, key, dir, ""), logs, 0)
 	// The kept-warm credential is back in memory with its timer before any request.
-	eventually(t, func() bool {
+	testkit.Until(t, 10*time.Second, "condition", func() bool {
 		st := second.Router().Status()
 		return len(st.Named) == 1 && st.Named[0].Warm && st.Named[0].NextRefresh != nil
 	})
@@ -245,7 +244,7 @@ func TestColdHerdAcrossBrokersMakesOneIdPCallAndOneEvent(t *testing.T) {
 			}
 			// Wait until every request reached a broker, and each broker has
 			// some, before the IdP answers.
-			eventually(t, func() bool {
+			testkit.Until(t, 10*time.Second, "condition", func() bool {
 				total := 0
 				for _, b := range bs {
 					total += b.Service().Stats().Endpoints[0].NumRequests
@@ -307,7 +306,7 @@ func TestBrokerDyingMidRefreshIsReplacedAfterTheLease(t *testing.T) {
 	defer once.Do(release)
 	fromA := make(replier, 1)
 	a.Router().Serve(req, fromA)
-	eventually(t, func() bool { return idp.Calls() == 1 }) // A holds the lease and waits on the IdP
+	testkit.Until(t, 10*time.Second, "condition", func() bool { return idp.Calls() == 1 }) // A holds the lease and waits on the IdP
 	// A dies: its connection goes, so it can neither store a token nor
 	// release the lease.
 	a.Conn().Close()
@@ -348,7 +347,7 @@ func TestLosingOneNATSNodeOfThreeLosesNoToken(t *testing.T) {
 	}
 	defer caller.Close()
 	var answer *nats.Msg
-	eventually(t, func() bool {
+	testkit.Until(t, 10*time.Second, "condition", func() bool {
 		answer, err = caller.Request("token.request", []byte(`{"credential":"app"}`), 5*time.Second)
 		return err == nil
 	})

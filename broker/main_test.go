@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"fmt"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"os"
 	"strings"
 	"sync"
@@ -18,12 +19,12 @@ var suite suiteState
 
 type suiteState struct {
 	mu    sync.Mutex
-	sinks []*logSink
+	sinks []*testkit.LogBuffer
 	idps  []*fakeidp.Server
 }
 
-func newLogSink() *logSink {
-	s := &logSink{}
+func newLogSink() *testkit.LogBuffer {
+	s := &testkit.LogBuffer{}
 	suite.mu.Lock()
 	suite.sinks = append(suite.sinks, s)
 	suite.mu.Unlock()

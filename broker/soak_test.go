@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"os"
 	"runtime"
 	"sync"
@@ -154,7 +155,7 @@ func TestSoak(t *testing.T) {
 	}
 	e.nc.Close()
 	e.idp.Close()
-	eventually(t, func() bool { return runtime.NumGoroutine() <= baseGoroutines+5 })
+	testkit.Until(t, 10*time.Second, "condition", func() bool { return runtime.NumGoroutine() <= baseGoroutines+5 })
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -131,20 +132,6 @@ func (rc *requestCounter) settled(t *testing.T, pub *nats.Conn) int64 {
 		t.Fatal("sentinel not seen")
 	}
 	return rc.n.Load()
-}
-
-// eventually calls cond until it returns true, failing the test after waitFor.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
 }
 
 func wantError(t *testing.T, err error, code int, oauthErr string) *tokenbroker.Error {
@@ -483,7 +470,7 @@ func TestTokenSourcePushed(t *testing.T) {
 		}
 	}
 	var got *oauth2.Token
-	eventually(t, "the pushed token", func() bool {
+	testkit.Until(t, waitFor, "the pushed token", func() bool {
 		tok, err := src.Token()
 		if err != nil {
 			t.Fatal(err)
@@ -555,7 +542,7 @@ func TestTokenSourcePushedPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a pushed token", func() bool {
+	testkit.Until(t, waitFor, "a pushed token", func() bool {
 		tok, err := src.Token()
 		if err != nil {
 			t.Fatal(err)

@@ -13,8 +13,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -23,7 +23,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -586,7 +585,7 @@ func TestLateAnswerAfterTimeout(t *testing.T) {
 	// Nothing is left waiting: not the handler, not a timer, not the
 	// connections once closed.
 	c.CloseIdleConnections()
-	eventually(t, 5*time.Second, func() error {
+	testkit.Eventually(t, 5*time.Second, func() error {
 		if n := runtime.NumGoroutine(); n > baseline {
 			return fmt.Errorf("%d goroutines, %d before the request", n, baseline)
 		}
@@ -594,54 +593,13 @@ func TestLateAnswerAfterTimeout(t *testing.T) {
 	})
 }
 
-// logSink collects log records as JSON lines.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-func (s *logSink) logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// eventually polls f until it returns nil or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.After(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("after %v: %v", timeout, err)
-		case <-tick.C:
-		}
-	}
-}
-
 func TestClientGoneStopsWaiting(t *testing.T) {
-	var sink logSink
+	var sink testkit.LogBuffer
 	called := make(chan tokenbroker.Replier, 1)
 	s := &stub{serve: func(_ tokenbroker.Request, rep tokenbroker.Replier) { called <- rep }}
 	// A RequestTimeout far longer than the test may take: only the
 	// client's departure can end the handler's wait.
-	url := start(t, httpapi.Options{Service: s, RequestTimeout: time.Hour, Logger: sink.logger()})
+	url := start(t, httpapi.Options{Service: s, RequestTimeout: time.Hour, Logger: sink.JSONLogger()})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/requesttoken", strings.NewReader(helperRequest))
@@ -659,7 +617,7 @@ func TestClientGoneStopsWaiting(t *testing.T) {
 		t.Fatalf("client: %v, want context.Canceled", err)
 	}
 	// The handler logs its line when it returns.
-	eventually(t, 5*time.Second, func() error {
+	testkit.Eventually(t, 5*time.Second, func() error {
 		if !strings.Contains(sink.String(), `"path":"/requesttoken"`) {
 			return errors.New("the handler is still waiting")
 		}
@@ -669,7 +627,7 @@ func TestClientGoneStopsWaiting(t *testing.T) {
 }
 
 func TestLogsHoldNoSecrets(t *testing.T) {
-	var sink logSink
+	var sink testkit.LogBuffer
 	var fail atomic.Bool
 	body := replyBody(t, tokenbroker.ActionNew)
 	s := &stub{serve: func(_ tokenbroker.Request, rep tokenbroker.Replier) {
@@ -679,14 +637,14 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		}
 		go rep.Respond(tokenbroker.ActionNew, body)
 	}}
-	url := start(t, httpapi.Options{Service: s, Logger: sink.logger()})
+	url := start(t, httpapi.Options{Service: s, Logger: sink.JSONLogger()})
 
 	post(t, url, helperRequest)
 	fail.Store(true)
 	post(t, url, helperRequest)
 	do(t, nil, http.MethodPost, url+"/requesttoken?username="+testUser, "", strings.NewReader(helperRequest))
 
-	eventually(t, 5*time.Second, func() error {
+	testkit.Eventually(t, 5*time.Second, func() error {
 		if n := strings.Count(sink.String(), "\n"); n < 3 {
 			return fmt.Errorf("%d log lines, want 3", n)
 		}
@@ -761,7 +719,7 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 		shut <- srv.Shutdown(ctx)
 	}()
 	// New connections are refused once shutdown has begun.
-	eventually(t, 5*time.Second, func() error {
+	testkit.Eventually(t, 5*time.Second, func() error {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()

@@ -1,7 +1,6 @@
 package messaging_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,13 +11,13 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -257,7 +256,7 @@ func TestExampleConfigWithBroker(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &secLogSink{}
+	logs := &testkit.LogBuffer{}
 	b, err := broker.Start(cfg, broker.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
@@ -636,24 +635,6 @@ func assertNoSecretIn(t *testing.T, text string, secrets ...string) {
 			t.Fatalf("a secret (%.6s...) shows in:\n%s", s, text)
 		}
 	}
-}
-
-// secLogSink collects a broker's log lines.
-type secLogSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *secLogSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *secLogSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 // writeFile writes data to name in a fresh temporary directory, readable

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"strings"
 	"testing"
 	"time"
@@ -72,25 +73,6 @@ func open(t testing.TB, js jetstream.JetStream, o store.Options) *store.Store {
 }
 
 // eventually calls f until it succeeds or timeout passes. It is for
-// server-side effects with no event to wait on (expiry, a leader election).
-func eventually(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		select {
-		case <-tick.C:
-		case <-deadline.C:
-			t.Fatalf("not within %v: %v", timeout, err)
-		}
-	}
-}
 
 // record returns the test record of id. Its times are fixed so that two
 // calls build equal records.
@@ -647,7 +629,7 @@ func TestLeaseExpiresAndStaleHolderCannotTouchIt(t *testing.T) {
 		t.Fatalf("Acquire: %v", err)
 	}
 	var l2 *store.Lease
-	eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		l, err := b2.Acquire(ctx, "crm", "broker-2")
 		if err != nil {
 			var held *store.LeaseHeldError
@@ -718,7 +700,7 @@ func TestThreeNodeClusterSurvivesANode(t *testing.T) {
 			return f(actx)
 		}
 	}
-	eventually(t, 15*time.Second, attempt(func(ctx context.Context) error {
+	testkit.Eventually(t, 15*time.Second, attempt(func(ctx context.Context) error {
 		got, err := s.Get(ctx, "crm")
 		if err == nil {
 			sameRecord(t, got, record("crm"))
@@ -728,7 +710,7 @@ func TestThreeNodeClusterSurvivesANode(t *testing.T) {
 	next := record("crm")
 	next.AccessToken = "written-with-one-node-down"
 	var rev uint64
-	eventually(t, 15*time.Second, attempt(func(ctx context.Context) (err error) {
+	testkit.Eventually(t, 15*time.Second, attempt(func(ctx context.Context) (err error) {
 		rev, err = s.Put(ctx, next)
 		return err
 	}))

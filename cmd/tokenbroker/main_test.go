@@ -2,9 +2,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,36 +20,17 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 )
 
-// buffer is an io.Writer safe for the concurrent writes of a command and
-// its logger.
-type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func lookupIn(vars map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 }
 
 // runDemo runs `tokenbroker demo` in-process until the test ends and
 // returns its NATS URL and what it printed.
-func runDemo(t *testing.T, args ...string) (url string, stdout *buffer) {
+func runDemo(t *testing.T, args ...string) (url string, stdout *testkit.LogBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
-	stdout, stderr := &buffer{}, &buffer{}
+	stdout, stderr := &testkit.LogBuffer{}, &testkit.LogBuffer{}
 	e := env{lookup: lookupIn(map[string]string{"HTTP_ADDR": ""}), stdout: stdout, stderr: stderr, ready: func(u string) { ready <- u }}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, append([]string{"demo", "--nats-listen", "127.0.0.1:0"}, args...), e) }()
@@ -72,7 +52,7 @@ func runDemo(t *testing.T, args ...string) (url string, stdout *buffer) {
 
 func runCmd(t *testing.T, vars map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	out, errb := &buffer{}, &buffer{}
+	out, errb := &testkit.LogBuffer{}, &testkit.LogBuffer{}
 	code = run(context.Background(), args, env{lookup: lookupIn(vars), stdout: out, stderr: errb})
 	return code, out.String(), errb.String()
 }
@@ -106,7 +86,7 @@ func TestDemoServesTokensToTheTokenCommand(t *testing.T) {
 
 func TestWatchPrintsRefreshEvents(t *testing.T) {
 	url, _ := runDemo(t, "--lifetime", "3s")
-	out := &buffer{}
+	out := &testkit.LogBuffer{}
 	watching := make(chan int, 1)
 	go func() {
 		watching <- run(context.Background(), []string{"watch", "--nats-url", url, "--count", "2", demoApp},
@@ -115,7 +95,7 @@ func TestWatchPrintsRefreshEvents(t *testing.T) {
 	// The first request makes the credential warm; its timer refreshes it
 	// with no further request. watch may subscribe after the first event,
 	// so wait for two to be sure one is a proactive refresh.
-	eventually(t, func() bool {
+	testkit.Until(t, 20*time.Second, "condition", func() bool {
 		code, _, _ := runCmd(t, nil, "token", "--nats-url", url, "--credential", demoApp)
 		return code == exitOK
 	})
@@ -155,14 +135,14 @@ func TestStatusShowsTheBrokerAndItsCredentials(t *testing.T) {
 
 func TestDemoIdPServesTokens(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &buffer{}
+	out := &testkit.LogBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"demo-idp", "--addr", "127.0.0.1:0"},
 			env{lookup: lookupIn(map[string]string{"DEMO_APP_SECRET": "s3"}), stdout: out, stderr: io.Discard})
 	}()
 	var v2 string
-	eventually(t, func() bool {
+	testkit.Until(t, 20*time.Second, "condition", func() bool {
 		m := regexp.MustCompile(`v2: (\S+)`).FindStringSubmatch(out.String())
 		if m != nil {
 			v2 = m[1]
@@ -219,7 +199,7 @@ func TestDemoBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &buffer{}
+	stderr := &testkit.LogBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -263,18 +243,5 @@ func TestDemoBinary(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "msg=stopped") || strings.Contains(stderr.String(), demoPassword) {
 		t.Fatalf("logs:\n%s", stderr.String())
-	}
-}
-
-func eventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 20s")
-		}
-		<-tick.C
 	}
 }
