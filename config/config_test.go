@@ -675,3 +675,37 @@ func TestHelpListsEverySetting(t *testing.T) {
 		}
 	}
 }
+
+func TestNATSSectionOfTheConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	pw := writeFile(t, dir, "nats-password", "file-password-value\n")
+	file := writeFile(t, dir, "tb.yaml", `nats:
+  url: nats://nats-1:4222,nats://nats-2:4222
+  user: broker
+  password_file: `+pw+`
+credentials: []
+`)
+	c := mustLoad(t, nil, env{"TOKENBROKER_CONFIG": file})
+	if c.NATSURL != "nats://nats-1:4222,nats://nats-2:4222" || c.NATSUser != "broker" || c.NATSPassword.Reveal() != "file-password-value" {
+		t.Fatalf("nats section not applied: url %q user %q", c.NATSURL, c.NATSUser)
+	}
+	// The environment wins over the file.
+	c = mustLoad(t, nil, env{"TOKENBROKER_CONFIG": file, "NATS_URL": "nats://other:4222", "NATS_USER": "ops", "NATS_PASSWORD": "env-password"})
+	if c.NATSURL != "nats://other:4222" || c.NATSUser != "ops" || c.NATSPassword.Reveal() != "env-password" {
+		t.Fatalf("environment did not win: url %q user %q", c.NATSURL, c.NATSUser)
+	}
+
+	for name, body := range map[string]string{
+		"secret in clear": "nats:\n  password: hunter2-in-yaml\n",
+		"unknown key":     "nats:\n  server: nats://x:4222\n",
+		"not a mapping":   "nats: [1, 2]\n",
+		"missing file":    "nats:\n  user: b\n  token_file: " + filepath.Join(dir, "nope") + "\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := load(t, nil, env{"TOKENBROKER_CONFIG": writeFile(t, dir, "bad.yaml", body)})
+			if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "nats") || strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+}

@@ -53,6 +53,43 @@ var credentialKeys = []string{
 // client_secret and password never appear in errors. An empty document holds
 // no credentials.
 func LoadCredentials(r io.Reader, defaults Credential) ([]Credential, error) {
+	f, err := LoadFile(r, defaults)
+	if err != nil || f == nil {
+		return nil, err
+	}
+	return f.Credentials, nil
+}
+
+// File is what the TOKENBROKER_CONFIG file declares.
+type File struct {
+	Credentials []Credential
+	NATS        NATSFile
+}
+
+// NATSFile is the file's optional nats section: how the broker connects to
+// NATS, for deployments that keep it beside the credentials. Each key
+// stands for the environment variable of the same name (url for NATS_URL,
+// creds_file for NATS_CREDS, ...); a variable or flag that is set wins.
+// Secrets come only from files (password_file, token_file).
+type NATSFile struct {
+	URL          string `yaml:"url"`
+	CredsFile    string `yaml:"creds_file"`
+	NKeyFile     string `yaml:"nkey_file"`
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
+	TokenFile    string `yaml:"token_file"`
+	CAFile       string `yaml:"ca_file"`
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+}
+
+var natsKeys = map[string]bool{"url": true, "creds_file": true, "nkey_file": true, "user": true,
+	"password_file": true, "token_file": true, "ca_file": true, "cert_file": true, "key_file": true}
+
+// LoadFile reads a whole TOKENBROKER_CONFIG file: the credentials, as
+// LoadCredentials does, and the nats section. An empty document is a nil
+// File.
+func LoadFile(r io.Reader, defaults Credential) (*File, error) {
 	dec := yaml.NewDecoder(r)
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -82,21 +119,27 @@ func LoadCredentials(r io.Reader, defaults Credential) ([]Credential, error) {
 		return nil, invalidf(root.Line, "the file must be a mapping with a credentials key")
 	}
 	var list *yaml.Node
+	file := &File{}
 	pairs, err := mappingPairs(root, "top level")
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range pairs {
-		if strings.HasPrefix(p.key, "x-") {
+		switch {
+		case strings.HasPrefix(p.key, "x-"):
 			continue // a place for shared anchors
-		}
-		if p.key != "credentials" {
+		case p.key == "credentials":
+			list = deref(p.val)
+		case p.key == "nats":
+			if err := decodeNATS(deref(p.val), &file.NATS); err != nil {
+				return nil, err
+			}
+		default:
 			return nil, invalidf(p.line, "unknown top-level key %q", p.key)
 		}
-		list = deref(p.val)
 	}
 	if list == nil || isNull(list) {
-		return nil, nil
+		return file, nil
 	}
 	if list.Kind != yaml.SequenceNode {
 		return nil, invalidf(list.Line, "credentials must be a list")
@@ -114,7 +157,35 @@ func LoadCredentials(r io.Reader, defaults Credential) ([]Credential, error) {
 		firstLine[c.Name] = line
 		creds = append(creds, c)
 	}
-	return creds, nil
+	file.Credentials = creds
+	return file, nil
+}
+
+// decodeNATS reads the nats section, refusing unknown keys.
+func decodeNATS(n *yaml.Node, out *NATSFile) error {
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return invalidf(n.Line, "nats must be a mapping")
+	}
+	pairs, err := mappingPairs(n, "nats")
+	if err != nil {
+		return err
+	}
+	for _, p := range pairs {
+		if !natsKeys[p.key] {
+			hint := ""
+			if p.key == "password" || p.key == "token" {
+				hint = " (secrets come from files: " + p.key + "_file)"
+			}
+			return invalidf(p.line, "nats: unknown key %q%s", p.key, hint)
+		}
+	}
+	if err := n.Decode(out); err != nil {
+		return invalidf(n.Line, "nats: %s", yamlErr(err))
+	}
+	return nil
 }
 
 // pair is one key and value of a YAML mapping.

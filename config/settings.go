@@ -345,7 +345,7 @@ func (c *Config) loadFile() error {
 		return settingErr("TOKENBROKER_CONFIG", "%s", readErr(c.ConfigFile, err))
 	}
 	defer f.Close()
-	creds, err := LoadCredentials(f, Credential{RefreshThreshold: c.Default.RefreshThreshold})
+	file, err := LoadFile(f, Credential{RefreshThreshold: c.Default.RefreshThreshold})
 	var ie *invalidError
 	if errors.As(err, &ie) {
 		ie.file = c.ConfigFile
@@ -354,7 +354,41 @@ func (c *Config) loadFile() error {
 	if err != nil {
 		return settingErr("TOKENBROKER_CONFIG", "%q: %v", c.ConfigFile, err)
 	}
-	c.Credentials = creds
+	if file == nil {
+		return nil
+	}
+	c.Credentials = file.Credentials
+	return c.applyNATSFile(file.NATS)
+}
+
+// applyNATSFile fills the NATS settings the environment and flags left
+// empty from the file's nats section.
+func (c *Config) applyNATSFile(n NATSFile) error {
+	for _, f := range []struct {
+		dst *string
+		val string
+	}{
+		{&c.NATSURL, n.URL}, {&c.NATSCreds, n.CredsFile}, {&c.NATSNKey, n.NKeyFile}, {&c.NATSUser, n.User},
+		{&c.NATSCA, n.CAFile}, {&c.NATSCert, n.CertFile}, {&c.NATSKey, n.KeyFile},
+	} {
+		if *f.dst == "" {
+			*f.dst = f.val
+		}
+	}
+	for _, f := range []struct {
+		dst  *tokenbroker.Secret
+		path string
+		key  string
+	}{{&c.NATSPassword, n.PasswordFile, "password_file"}, {&c.NATSToken, n.TokenFile, "token_file"}} {
+		if f.path == "" || !f.dst.IsZero() {
+			continue
+		}
+		v, msg := readFile(f.path)
+		if msg != "" {
+			return settingErr("TOKENBROKER_CONFIG", "nats: %s: %s", f.key, msg)
+		}
+		*f.dst = tokenbroker.Secret(v)
+	}
 	return nil
 }
 
