@@ -53,6 +53,12 @@ func DecodeRequest(data []byte) (Request, error) {
 	if !utf8.Valid(data) {
 		return r, Errorf(CodeInvalidRequest, "invalid_request", "request is not valid UTF-8")
 	}
+	if fast, ok := decodeFast(data); ok {
+		if err := fast.Validate(); err != nil {
+			return Request{}, err
+		}
+		return fast, nil
+	}
 	if err := json.Unmarshal(data, &r); err != nil {
 		return Request{}, Errorf(CodeInvalidRequest, "invalid_request", "malformed JSON: %s", describeJSONError(err))
 	}

@@ -107,7 +107,7 @@ func FuzzDecodeRequest(f *testing.F) {
 func TestCachedReplyMatchesTheEncodedReply(t *testing.T) {
 	expiry := time.Unix(1795870800, 0)
 	now := expiry.Add(-1234500 * time.Millisecond)
-	c := tokenbroker.NewCachedReply("u-0123", `tok"en\with<chars>`, "Bearer", expiry)
+	c := tokenbroker.NewCachedReply("u-0123", `tok"en\with<chars>`, "Bearer", expiry, tokenbroker.ActionExisting)
 	want, _ := json.Marshal(tokenbroker.NewReply("u-0123", `tok"en\with<chars>`, "Bearer", expiry, tokenbroker.ActionExisting, now))
 	if got := c.AppendTo(nil, now); string(got) != string(want) {
 		t.Fatalf("cached reply\n got %s\nwant %s", got, want)
@@ -117,6 +117,15 @@ func TestCachedReplyMatchesTheEncodedReply(t *testing.T) {
 	}
 	if n := len(c.AppendTo(nil, now)); n > c.Len() {
 		t.Fatalf("Len %d under the encoded length %d", c.Len(), n)
+	}
+	// Body: the same bytes within a second, the next second's a second on.
+	first := c.Body(now)
+	if string(first) != string(want) || &c.Body(now.Add(300 * time.Millisecond))[0] != &first[0] {
+		t.Fatal("Body does not share the second's reply")
+	}
+	next := c.Body(now.Add(time.Second))
+	if want, _ := json.Marshal(tokenbroker.NewReply("u-0123", `tok"en\with<chars>`, "Bearer", expiry, tokenbroker.ActionExisting, now.Add(time.Second))); string(next) != string(want) {
+		t.Fatalf("next second: %s", next)
 	}
 }
 
@@ -142,4 +151,30 @@ func TestSecretNeverPrints(t *testing.T) {
 	if s.Reveal() != "hunter2" {
 		t.Fatal("Reveal")
 	}
+}
+
+// The hand-written fast path must accept exactly what encoding/json
+// accepts, with the same result, or step aside.
+func FuzzDecodeFastMatchesJSON(f *testing.F) {
+	for _, seed := range []string{
+		`{"username":"u@x","password":"p"}`, `{"credential":"crm","force_refresh":true,"min_ttl":300}`,
+		`{"Credential":"crm"}`, `{"credential":"a","credential":"b"}`, `{"x":1,"credential":"c"}`,
+		`{"min_ttl":-0}`, `{"min_ttl":007}`, `{"credential":"\u00e9"}`, ` { } `, `{"credential":null}`,
+		`{"min_ttl":9223372036854775807}`, `{"force_refresh":false,"credential":"c"}`, `{"a":"b",}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := tokenbroker.DecodeFastForTest(data)
+		if !ok {
+			return
+		}
+		var slow tokenbroker.Request
+		if err := json.Unmarshal(data, &slow); err != nil {
+			t.Fatalf("fast path accepted %q, encoding/json refuses it: %v", data, err)
+		}
+		if fast != slow {
+			t.Fatalf("%q: fast %+v, encoding/json %+v", data, fast, slow)
+		}
+	})
 }
