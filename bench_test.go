@@ -47,7 +47,7 @@ func BenchmarkDecodeRequest(b *testing.B) {
 // the Router does today; "reused-buffer" is the floor.
 func BenchmarkCachedReplyAppend(b *testing.B) {
 	now := time.Now()
-	c := tokenbroker.NewCachedReply("crm-prod", benchToken, "Bearer", now.Add(time.Hour))
+	c := tokenbroker.NewCachedReply("crm-prod", benchToken, "Bearer", now.Add(time.Hour), tokenbroker.ActionExisting)
 	b.Run("fresh-buffer", func(b *testing.B) {
 		b.ReportAllocs()
 		var out []byte

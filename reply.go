@@ -3,6 +3,7 @@ package tokenbroker
 import (
 	"encoding/json"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -53,24 +54,32 @@ func EncodeError(e *Error) []byte {
 	return b
 }
 
-// CachedReply is a token's "returned existing token" reply, encoded once when
-// the token is stored and completed per request with the only field that
-// changes with time, expires_in. It keeps the cache-hit path free of JSON
-// encoding and of allocations beyond the output buffer.
+// CachedReply is a token's reply, encoded once when the token is stored and
+// completed per request with the only field that changes with time,
+// expires_in. The reply of the current second is kept whole, so that cache
+// hits within one second share one immutable body: no JSON encoding and no
+// allocation on the hot path.
 type CachedReply struct {
 	prefix    []byte // {"accesstoken":...,"expires_in":
 	suffix    []byte // ,"credential_id":"..."}
 	expiresOn time.Time
+	current   atomic.Pointer[secondReply]
 }
 
-// NewCachedReply encodes the parts of a reply that do not change.
-func NewCachedReply(credentialID, accessToken, tokenType string, expiresOn time.Time) *CachedReply {
+// secondReply is the complete reply for one wall-clock second.
+type secondReply struct {
+	unix int64
+	body []byte
+}
+
+// NewCachedReply encodes the parts of a reply with action that do not change.
+func NewCachedReply(credentialID, accessToken, tokenType string, expiresOn time.Time, action string) *CachedReply {
 	head, _ := json.Marshal(struct {
 		AccessToken string `json:"accesstoken"`
 		ExpiresOn   string `json:"expires_on"`
 		Action      string `json:"action"`
 		TokenType   string `json:"token_type"`
-	}{accessToken, strconv.FormatInt(expiresOn.Unix(), 10), ActionExisting, tokenType})
+	}{accessToken, strconv.FormatInt(expiresOn.Unix(), 10), action, tokenType})
 	id, _ := json.Marshal(credentialID)
 	prefix := append(head[:len(head)-1:len(head)-1], `,"expires_in":`...)
 	suffix := append(append([]byte(`,"credential_id":`), id...), '}')
@@ -84,13 +93,24 @@ func (c *CachedReply) AppendTo(dst []byte, now time.Time) []byte {
 	return append(dst, c.suffix...)
 }
 
+// Body returns the complete reply as seen at now. The body is shared by
+// every caller within the same second and must not be modified.
+func (c *CachedReply) Body(now time.Time) []byte {
+	unix := now.Unix()
+	if cur := c.current.Load(); cur != nil && cur.unix == unix {
+		return cur.body
+	}
+	body := c.AppendTo(make([]byte, 0, c.Len()), now)
+	c.current.Store(&secondReply{unix: unix, body: body})
+	return body
+}
+
 // Len is an upper bound of the encoded reply's length, for sizing buffers.
 func (c *CachedReply) Len() int { return len(c.prefix) + len(c.suffix) + 20 }
 
+// secondsLeft is expires_in: whole seconds between now and expiresOn, as a
+// caller computes it from expires_on and its clock, never negative. Being
+// whole-second arithmetic, it is the same for every reply within a second.
 func secondsLeft(expiresOn, now time.Time) int64 {
-	left := int64(expiresOn.Sub(now) / time.Second)
-	if left < 0 {
-		return 0
-	}
-	return left
+	return max(expiresOn.Unix()-now.Unix(), 0)
 }

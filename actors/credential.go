@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -52,6 +51,7 @@ type credential struct {
 	timer     *time.Timer
 	wakeGen   uint64
 	waitTimer *time.Timer // armed while callers wait: fires at the earliest deadline
+	replies   *encodedReplies
 	retired   bool
 }
 
@@ -372,7 +372,7 @@ func (a *credential) install(tok *oauth.Token, now time.Time) {
 	lead := time.Duration(float64(window) * (0.1 + 0.1*rand.Float64()))
 	a.refreshAt = tok.Expiry.Add(-thr - lead)
 	a.c.snap.Store(&snapshot{
-		reply:      tokenbroker.NewCachedReply(a.c.id, tok.AccessToken, tok.TokenType, tok.Expiry),
+		reply:      tokenbroker.NewCachedReply(a.c.id, tok.AccessToken, tok.TokenType, tok.Expiry, tokenbroker.ActionExisting),
 		expiry:     tok.Expiry,
 		freshUntil: tok.Expiry.Add(-thr),
 		verifier:   a.verifier,
@@ -421,9 +421,28 @@ func (a *credential) failed(e *tokenbroker.Error, now time.Time) {
 	})
 }
 
+// reply answers g with the current token. The reply is encoded once per
+// token and action, not once per caller: a cold herd of a thousand callers
+// shares one encoding.
 func (a *credential) reply(g *getToken, action string, now time.Time) {
-	body, _ := json.Marshal(tokenbroker.NewReply(a.c.id, a.tok.AccessToken, a.tok.TokenType, a.tok.Expiry, action, now))
-	g.respond(action, body)
+	if a.replies == nil || a.replies.tok != a.tok {
+		a.replies = &encodedReplies{tok: a.tok}
+	}
+	cr := a.replies.byAction[action]
+	if cr == nil {
+		cr = tokenbroker.NewCachedReply(a.c.id, a.tok.AccessToken, a.tok.TokenType, a.tok.Expiry, action)
+		if a.replies.byAction == nil {
+			a.replies.byAction = map[string]*tokenbroker.CachedReply{}
+		}
+		a.replies.byAction[action] = cr
+	}
+	g.respond(action, cr.Body(now))
+}
+
+// encodedReplies are the replies encoded for one token, by action.
+type encodedReplies struct {
+	tok      *oauth.Token
+	byAction map[string]*tokenbroker.CachedReply
 }
 
 // warm reports whether the timer should keep the token refreshed: always

@@ -8,6 +8,8 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"hash"
+	"sync"
 
 	"github.com/tokenbroker/tokenbroker"
 )
@@ -18,8 +20,10 @@ import (
 // a verifier reveals anything without the key, and the key never leaves the
 // process.
 type Keyring struct {
-	idKey       []byte
-	verifierKey []byte
+	// Keyed hash states, reset and reused: hmac.New on every request was
+	// most of the cost of a username's cache hit.
+	ids       sync.Pool
+	verifiers sync.Pool
 }
 
 // Verifier is the keyed hash of a password. The broker keeps it instead of
@@ -50,28 +54,50 @@ func NewKeyring(master []byte) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Keyring{idKey: idKey, verifierKey: verifierKey}, nil
+	k := &Keyring{}
+	k.ids.New = func() any { return &keyedHash{h: hmac.New(sha256.New, idKey)} }
+	k.verifiers.New = func() any { return &keyedHash{h: hmac.New(sha256.New, verifierKey)} }
+	return k, nil
+}
+
+// keyedHash is a pooled HMAC state with a buffer to assemble its input in,
+// since hash.Hash takes only bytes and converting each string allocates.
+type keyedHash struct {
+	h   hash.Hash
+	buf []byte
+}
+
+// sum returns the HMAC of a, a zero byte and b, and clears what it held.
+func (k *keyedHash) sum(a, b string, out []byte) []byte {
+	k.buf = append(append(append(k.buf[:0], a...), 0), b...)
+	k.h.Reset()
+	k.h.Write(k.buf)
+	out = k.h.Sum(out)
+	clear(k.buf)
+	k.h.Reset()
+	return out
 }
 
 // UserCredentialID returns the credential_id of username under profile: "u-"
 // and 32 hex digits, a valid NATS subject token that reveals nothing of the
 // username.
 func (k *Keyring) UserCredentialID(profile, username string) string {
-	m := hmac.New(sha256.New, k.idKey)
-	m.Write([]byte(profile))
-	m.Write([]byte{0})
-	m.Write([]byte(username))
-	return "u-" + hex.EncodeToString(m.Sum(nil)[:16])
+	m := k.ids.Get().(*keyedHash)
+	var sum [sha256.Size]byte
+	m.sum(profile, username, sum[:0])
+	k.ids.Put(m)
+	var id [2 + 32]byte
+	id[0], id[1] = 'u', '-'
+	hex.Encode(id[2:], sum[:16])
+	return string(id[:])
 }
 
 // Verifier returns the verifier of password for credentialID. Binding the id
 // in means equal passwords of two users have unrelated verifiers.
 func (k *Keyring) Verifier(credentialID string, password tokenbroker.Secret) Verifier {
-	m := hmac.New(sha256.New, k.verifierKey)
-	m.Write([]byte(credentialID))
-	m.Write([]byte{0})
-	m.Write([]byte(password.Reveal()))
+	m := k.verifiers.Get().(*keyedHash)
 	var v Verifier
-	m.Sum(v[:0])
+	m.sum(credentialID, password.Reveal(), v[:0]) // leaves nothing of the password behind
+	k.verifiers.Put(m)
 	return v
 }

@@ -75,7 +75,7 @@ type Router struct {
 	opts  Options
 	log   *slog.Logger
 	now   func() time.Time
-	named map[string]*Spec
+	named map[string]*namedCredential
 
 	cells   sync.Map // cell key -> *cell
 	count   atomic.Int64
@@ -86,6 +86,13 @@ type Router struct {
 	cancel  context.CancelFunc
 	stopped atomic.Bool
 	pending pending
+}
+
+// namedCredential is a configured credential with its cell key, built once
+// so that a cache hit does not build it per request.
+type namedCredential struct {
+	spec *Spec
+	key  string
 }
 
 // cell is a credential's entry in the Router: the actor's PID and what the
@@ -152,7 +159,7 @@ func NewRouter(opts Options) (*Router, error) {
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 30 * time.Second
 	}
-	r := &Router{opts: opts, log: opts.Logger, now: opts.Now, named: map[string]*Spec{}}
+	r := &Router{opts: opts, log: opts.Logger, now: opts.Now, named: map[string]*namedCredential{}}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -164,10 +171,66 @@ func NewRouter(opts Options) (*Router, error) {
 		if _, dup := r.named[s.Name]; dup {
 			return nil, fmt.Errorf("actors: duplicate credential %q", s.Name)
 		}
-		r.named[s.Name] = s
+		r.named[s.Name] = &namedCredential{spec: s, key: "n:" + s.Name}
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
+}
+
+// target is what a request resolves to: its credential's cell key, id and
+// spec, and for a username the verifier of the password it brings.
+type target struct {
+	key, id string
+	spec    *Spec
+	v       Verifier
+}
+
+// resolve finds a request's credential, or the error for a caller.
+func (r *Router) resolve(req *tokenbroker.Request, t *target) *tokenbroker.Error {
+	if req.IsPassword() {
+		if t.spec = r.opts.Default; t.spec == nil {
+			return tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, "invalid_request",
+				"username/password requests need the default profile, which is not configured (TOKEN_ENDPOINT, CLIENTID)")
+		}
+		t.id = r.opts.Keyring.UserCredentialID(t.spec.Name, req.Username)
+		t.key = t.id // "u-...": never collides with a named cell's "n:..."
+		t.v = r.opts.Keyring.Verifier(t.id, req.Password)
+		return nil
+	}
+	n := r.named[req.Credential]
+	if n == nil {
+		return tokenbroker.Errorf(tokenbroker.CodeNotFound, "unknown_credential", "no credential named %s", quote(req.Credential))
+	}
+	t.spec, t.id, t.key = n.spec, n.spec.Name, n.key
+	return nil
+}
+
+// cached answers t's request from the credential's snapshot, if it can.
+func (r *Router) cached(req *tokenbroker.Request, t *target) ([]byte, bool) {
+	c, ok := r.cells.Load(t.key)
+	if !ok {
+		return nil, false
+	}
+	now := r.now()
+	s := c.(*cell).snap.Load()
+	if s == nil || !s.serves(req, &t.v, now) {
+		return nil, false
+	}
+	c.(*cell).touch(now)
+	return s.reply.Body(now), true
+}
+
+// Cached answers req from cache if it can, without blocking and without
+// allocating: the body of a "returned existing token" reply, shared and
+// not to be modified. Otherwise it returns false, and the caller goes on
+// with Serve. Transports call it first so that a cache hit costs them
+// nothing more than the reply.
+func (r *Router) Cached(req *tokenbroker.Request) ([]byte, bool) {
+	var t target
+	if r.stopped.Load() || r.resolve(req, &t) != nil {
+		return nil, false
+	}
+	return r.cached(req, &t)
 }
 
 // Serve implements tokenbroker.Service. A cache hit is answered before
@@ -177,41 +240,19 @@ func (r *Router) Serve(req tokenbroker.Request, rep tokenbroker.Replier) {
 		rep.Fail(&tokenbroker.Error{Code: tokenbroker.CodeUnavailable, OAuth: "temporarily_unavailable", Description: "the broker is shutting down"})
 		return
 	}
-	var (
-		key, id string
-		spec    *Spec
-		v       Verifier
-	)
-	if req.IsPassword() {
-		if spec = r.opts.Default; spec == nil {
-			rep.Fail(tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, "invalid_request",
-				"username/password requests need the default profile, which is not configured (TOKEN_ENDPOINT, CLIENTID)"))
-			return
-		}
-		id = r.opts.Keyring.UserCredentialID(spec.Name, req.Username)
-		key = "u:" + id
-		v = r.opts.Keyring.Verifier(id, req.Password)
-	} else {
-		if spec = r.named[req.Credential]; spec == nil {
-			rep.Fail(tokenbroker.Errorf(tokenbroker.CodeNotFound, "unknown_credential", "no credential named %s", quote(req.Credential)))
-			return
-		}
-		id = spec.Name
-		key = "n:" + id
+	var t target
+	if err := r.resolve(&req, &t); err != nil {
+		rep.Fail(err)
+		return
 	}
-	now := r.now()
-	if c, ok := r.cells.Load(key); ok {
-		c := c.(*cell)
-		if s := c.snap.Load(); s != nil && s.serves(&req, &v, now) {
-			c.touch(now)
-			rep.Respond(tokenbroker.ActionExisting, s.reply.AppendTo(make([]byte, 0, s.reply.Len()), now))
-			return
-		}
+	if body, ok := r.cached(&req, &t); ok {
+		rep.Respond(tokenbroker.ActionExisting, body)
+		return
 	}
 	r.pending.add()
 	// The deadline is on the real clock even when tests move Now: it
 	// bounds a caller's wait, not a token's life.
-	r.dispatch(&getToken{req: req, verifier: v, rep: rep, r: r, key: key, id: id, spec: spec,
+	r.dispatch(&getToken{req: req, verifier: t.v, rep: rep, r: r, key: t.key, id: t.id, spec: t.spec,
 		deadline: time.Now().Add(r.opts.RequestTimeout)})
 }
 
@@ -263,8 +304,8 @@ func (r *Router) Restore(ctx context.Context) error {
 		return fmt.Errorf("actors: list stored tokens: %w", err)
 	}
 	for _, id := range ids {
-		if s := r.named[id]; s != nil && s.KeepWarm {
-			r.cellFor("n:"+id, id, s)
+		if n := r.named[id]; n != nil && n.spec.KeepWarm {
+			r.cellFor(n.key, id, n.spec)
 		}
 	}
 	return nil

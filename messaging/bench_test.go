@@ -17,7 +17,7 @@ var benchReply = func() []byte {
 	for i := range token {
 		token[i] = 'a' + byte(i%26)
 	}
-	c := tokenbroker.NewCachedReply("bench", string(token), "Bearer", time.Now().Add(time.Hour))
+	c := tokenbroker.NewCachedReply("bench", string(token), "Bearer", time.Now().Add(time.Hour), tokenbroker.ActionExisting)
 	return c.AppendTo(nil, time.Now())
 }()
 
