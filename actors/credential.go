@@ -365,12 +365,7 @@ func (a *credential) install(tok *oauth.Token, now time.Time) {
 	a.tok = tok
 	a.failures = 0
 	thr := a.spec.threshold(tok.Lifetime)
-	// Refresh ahead of the threshold, by 10-20% of the time before it: early
-	// enough that callers never wait on the IdP, spread so that tokens issued
-	// together are not all refreshed together.
-	window := tok.Expiry.Sub(now) - thr
-	lead := time.Duration(float64(window) * (0.1 + 0.1*rand.Float64()))
-	a.refreshAt = tok.Expiry.Add(-thr - lead)
+	a.refreshAt = refreshTime(tok.Expiry, now, thr)
 	a.c.snap.Store(&snapshot{
 		reply:      tokenbroker.NewCachedReply(a.c.id, tok.AccessToken, tok.TokenType, tok.Expiry, tokenbroker.ActionExisting),
 		expiry:     tok.Expiry,
@@ -408,6 +403,22 @@ func (a *credential) loadedRecord(m loaded) {
 	a.waiters = nil
 	a.requeue(waiters, now)
 	a.schedule(now)
+}
+
+// refreshTime picks when the timer refreshes a token that expires at expiry
+// and stops being served from cache thr before that: at random within a
+// spread that ends just before the threshold and is as long as the
+// threshold itself, or half the time left before it if that is shorter.
+// Early enough that callers never wait on the IdP; spread so that tokens
+// issued together (a restart, a deployment) reach the IdP over a whole
+// threshold's time, not in one burst.
+func refreshTime(expiry, now time.Time, thr time.Duration) time.Time {
+	spread := min(thr, (expiry.Sub(now)-thr)/2)
+	if spread <= 0 {
+		return expiry.Add(-thr)
+	}
+	lead := spread/10 + time.Duration(rand.Int64N(int64(spread-spread/10)+1))
+	return expiry.Add(-thr - lead)
 }
 
 // failed publishes token.failed for a refresh that failed for good.

@@ -106,7 +106,8 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 		// Retries with backoff, Retry-After, a concurrency limit and a
 		// circuit breaker per token endpoint; every attempt is counted.
 		Client: guard.New(oauth.NewClient(o.IdPHTTPClient, cfg.IdPTimeout), guard.Options{
-			OnAttempt: b.metrics.IdPCall,
+			OnAttempt:     b.metrics.IdPCall,
+			MaxConcurrent: cfg.IdPMaxConcurrent,
 		}),
 		Publisher:      messaging.NewPublisher(b.nc, subjects, b.log, b.metrics),
 		Metrics:        b.metrics,

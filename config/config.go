@@ -80,9 +80,12 @@ type Config struct {
 	HTTPTLSCert string // HTTP_TLS_CERT: PEM certificate of the HTTP gateway; needs HTTPTLSKey
 	HTTPTLSKey  string // HTTP_TLS_KEY: PEM private key of HTTPTLSCert
 
-	IdPTimeout     time.Duration // IDP_TIMEOUT: bound on one call to an IdP (default 10s)
-	RequestTimeout time.Duration // REQUEST_TIMEOUT: bound on answering one request, 504 after (default 30s)
-	IdleTimeout    time.Duration // IDLE_TIMEOUT: username/password credentials unused this long leave memory (default 30m)
+	IdPTimeout time.Duration // IDP_TIMEOUT: bound on one call to an IdP (default 10s)
+	// IdPMaxConcurrent is IDP_MAX_CONCURRENT: calls in flight to one token
+	// endpoint at most (default 16), so a refresh storm cannot flood it.
+	IdPMaxConcurrent int
+	RequestTimeout   time.Duration // REQUEST_TIMEOUT: bound on answering one request, 504 after (default 30s)
+	IdleTimeout      time.Duration // IDLE_TIMEOUT: username/password credentials unused this long leave memory (default 30m)
 
 	LogLevel  string // LOG_LEVEL: debug, info, warn or error (default info)
 	LogFormat string // LOG_FORMAT: text or json (default text)
@@ -185,6 +188,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PreviousKey != nil && c.Key == nil {
 		return settingErr("TOKENBROKER_PREVIOUS_KEY", "is set without TOKENBROKER_KEY: rotation needs the new key")
+	}
+	if c.IdPMaxConcurrent < 1 || c.IdPMaxConcurrent > 1024 {
+		return settingErr("IDP_MAX_CONCURRENT", "must be between 1 and 1024")
 	}
 	if c.StateReplicas < 1 || c.StateReplicas > 5 {
 		return settingErr("STATE_REPLICAS", "must be between 1 and 5")

@@ -102,6 +102,15 @@ var settings = []Setting{
 			c.PreviousKey = k
 			return err
 		}},
+	{Env: "IDP_MAX_CONCURRENT", Flag: "idp-max-concurrent", Default: "16",
+		Usage: "calls in flight to one token endpoint at most, so a refresh storm cannot flood the IdP (`n`)",
+		apply: func(c *Config, v string) (err error) {
+			c.IdPMaxConcurrent, err = strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("%q is not a whole number", v)
+			}
+			return nil
+		}},
 	{Env: "STATE_REPLICAS", Flag: "state-replicas", Default: "1",
 		Usage: "`replicas` of the JetStream buckets holding token state (3 on a three-node cluster)",
 		apply: func(c *Config, v string) (err error) {
