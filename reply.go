@@ -60,10 +60,11 @@ func EncodeError(e *Error) []byte {
 // hits within one second share one immutable body: no JSON encoding and no
 // allocation on the hot path.
 type CachedReply struct {
-	prefix    []byte // {"accesstoken":...,"expires_in":
+	prefix    string // {"accesstoken":...,"expires_in":
 	suffix    []byte // ,"credential_id":"..."}
 	expiresOn time.Time
 	current   atomic.Pointer[secondReply]
+	missed    atomic.Int64 // the Unix second of the last Body that found no current reply
 }
 
 // secondReply is the complete reply for one wall-clock second.
@@ -81,7 +82,7 @@ func NewCachedReply(credentialID, accessToken, tokenType string, expiresOn time.
 		TokenType   string `json:"token_type"`
 	}{accessToken, strconv.FormatInt(expiresOn.Unix(), 10), action, tokenType})
 	id, _ := json.Marshal(credentialID)
-	prefix := append(head[:len(head)-1:len(head)-1], `,"expires_in":`...)
+	prefix := string(append(head[:len(head)-1:len(head)-1], `,"expires_in":`...))
 	suffix := append(append([]byte(`,"credential_id":`), id...), '}')
 	return &CachedReply{prefix: prefix, suffix: suffix, expiresOn: expiresOn}
 }
@@ -93,16 +94,32 @@ func (c *CachedReply) AppendTo(dst []byte, now time.Time) []byte {
 	return append(dst, c.suffix...)
 }
 
-// Body returns the complete reply as seen at now. The body is shared by
-// every caller within the same second and must not be modified.
+// Body returns the complete reply as seen at now. The body may be shared
+// by every caller within the same second and must not be modified. It is
+// kept for the second only once a second caller asks within it, so that
+// the many credentials asked for now and then do not each hold a copy.
 func (c *CachedReply) Body(now time.Time) []byte {
 	unix := now.Unix()
 	if cur := c.current.Load(); cur != nil && cur.unix == unix {
 		return cur.body
 	}
 	body := c.AppendTo(make([]byte, 0, c.Len()), now)
-	c.current.Store(&secondReply{unix: unix, body: body})
+	if c.missed.Swap(unix) == unix {
+		c.current.Store(&secondReply{unix: unix, body: body})
+	}
 	return body
+}
+
+// AccessToken returns the access token as held inside the encoded reply
+// when the encoding left it as it is (a JWT always is), so that whoever
+// keeps the reply can drop its own copy of a token of a kilobyte or two;
+// else it returns token.
+func (c *CachedReply) AccessToken(token string) string {
+	const start = len(`{"accesstoken":"`)
+	if len(c.prefix) >= start+len(token) && c.prefix[start:start+len(token)] == token {
+		return c.prefix[start : start+len(token)]
+	}
+	return token
 }
 
 // Len is an upper bound of the encoded reply's length, for sizing buffers.

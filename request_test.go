@@ -119,8 +119,10 @@ func TestCachedReplyMatchesTheEncodedReply(t *testing.T) {
 		t.Fatalf("Len %d under the encoded length %d", c.Len(), n)
 	}
 	// Body: the same bytes within a second, the next second's a second on.
-	first := c.Body(now)
-	if string(first) != string(want) || &c.Body(now.Add(300 * time.Millisecond))[0] != &first[0] {
+	// The first caller of a second gets a body of its own; the second
+	// caller's is kept, and shared with the rest of the second.
+	first, second := c.Body(now), c.Body(now.Add(100*time.Millisecond))
+	if string(first) != string(want) || string(second) != string(want) || &c.Body(now.Add(200 * time.Millisecond))[0] != &second[0] {
 		t.Fatal("Body does not share the second's reply")
 	}
 	next := c.Body(now.Add(time.Second))
@@ -177,4 +179,16 @@ func FuzzDecodeFastMatchesJSON(f *testing.F) {
 			t.Fatalf("%q: fast %+v, encoding/json %+v", data, fast, slow)
 		}
 	})
+}
+
+func TestCachedReplySharesTheAccessToken(t *testing.T) {
+	c := tokenbroker.NewCachedReply("app", "eyJ0.eyJ1.sig", "Bearer", time.Unix(100, 0), tokenbroker.ActionExisting)
+	if got := c.AccessToken("eyJ0.eyJ1.sig"); got != "eyJ0.eyJ1.sig" {
+		t.Fatalf("got %q", got)
+	}
+	// A token the JSON encoding changes is returned as given.
+	c = tokenbroker.NewCachedReply("app", `a"b`, "Bearer", time.Unix(100, 0), tokenbroker.ActionExisting)
+	if got := c.AccessToken(`a"b`); got != `a"b` {
+		t.Fatalf("got %q", got)
+	}
 }

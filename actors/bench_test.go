@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/tokenbroker/tokenbroker"
@@ -39,3 +40,27 @@ func benchmarkCacheHit(b *testing.B, req tokenbroker.Request) {
 func BenchmarkServeCacheHitNamed(b *testing.B) { benchmarkCacheHit(b, named(testApp)) }
 
 func BenchmarkServeCacheHitUser(b *testing.B) { benchmarkCacheHit(b, user(testPassword)) }
+
+// BenchmarkSpawnCredential measures how fast the Router brings credentials
+// into memory: a cell, an actor with its inbox and context, started. The
+// IdP call that usually follows is left out, so this is the rate at which
+// stored or restored credentials can be spawned.
+func BenchmarkSpawnCredential(b *testing.B) {
+	h := newHarness(b, harnessOpts{})
+	spec := h.router.opts.Default
+	keys := h.router.opts.Keyring
+	ids := make([]string, b.N)
+	for i := range ids {
+		ids[i] = keys.UserCredentialID(spec.Name, strconv.Itoa(i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, id := range ids {
+		h.router.cellFor(id, id, spec)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "credentials/s")
+	if got := h.router.Credentials(); got != b.N {
+		b.Fatalf("%d credentials in memory, want %d", got, b.N)
+	}
+}

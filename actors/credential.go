@@ -32,7 +32,6 @@ type credential struct {
 	c    *cell
 	spec *Spec
 	user bool // a username of the default profile, not a named credential
-	log  *slog.Logger
 
 	engine *actor.Engine
 	pid    *actor.PID
@@ -51,7 +50,6 @@ type credential struct {
 	timer     *time.Timer
 	wakeGen   uint64
 	waitTimer *time.Timer // armed while callers wait: fires at the earliest deadline
-	replies   *encodedReplies
 	retired   bool
 }
 
@@ -62,7 +60,6 @@ func newCredential(r *Router, c *cell, spec *Spec) actor.Producer {
 			c:    c,
 			spec: spec,
 			user: c.key[0] == 'u',
-			log:  r.log.With("credential_id", c.id),
 		}
 	}
 }
@@ -105,6 +102,11 @@ func (a *credential) Receive(ctx *actor.Context) {
 	}
 }
 
+// logger returns the logger with this credential's id. It is built per use
+// rather than kept: logging is rare, and a logger with preformatted
+// attributes costs every one of 100,000 idle credentials memory.
+func (a *credential) logger() *slog.Logger { return a.r.log.With("credential_id", a.c.id) }
+
 // matches reports whether g may be given this credential's token: always for
 // a named credential, for a user only with the password that obtained it.
 func (a *credential) matches(g *getToken) bool {
@@ -116,7 +118,7 @@ func (a *credential) matches(g *getToken) bool {
 func (a *credential) serve(g *getToken, now time.Time) {
 	if a.tok != nil && a.matches(g) {
 		if !g.req.ForceRefresh && a.fresh(g, now) {
-			a.reply(g, tokenbroker.ActionExisting, now)
+			a.reply(g, nil, tokenbroker.ActionExisting, now)
 			return
 		}
 		if minTTL := time.Duration(g.req.MinTTL) * time.Second; minTTL >= a.tok.Lifetime {
@@ -147,6 +149,15 @@ func (a *credential) armWaitTimer() {
 	}
 	engine, pid := a.engine, a.pid
 	a.waitTimer = time.AfterFunc(time.Until(earliest), func() { engine.Send(pid, overdue{}) })
+}
+
+// idleWaitTimer stops the waiters' timer once nobody waits, so an idle
+// credential holds no timer and gets no pointless message.
+func (a *credential) idleWaitTimer() {
+	if len(a.waiters) == 0 && a.waitTimer != nil {
+		a.waitTimer.Stop()
+		a.waitTimer = nil
+	}
 }
 
 // expireWaiters answers 504 to every caller past its deadline.
@@ -197,7 +208,7 @@ func (a *credential) start(f *fetch, g *getToken) {
 	j := &fetchJob{
 		f: f, id: a.c.id, user: a.user, spec: a.spec, client: a.r.opts.Client, ctx: a.r.ctx,
 		username: a.spec.Username, password: a.spec.Password, rt: a.rt, verifier: a.verifier, rev: a.rev,
-		store: a.r.opts.Store, owner: a.r.opts.Owner, log: a.log, now: a.r.now,
+		store: a.r.opts.Store, owner: a.r.opts.Owner, log: a.logger(), now: a.r.now,
 	}
 	if a.tok != nil {
 		j.expiry = a.tok.Expiry
@@ -205,7 +216,7 @@ func (a *credential) start(f *fetch, g *getToken) {
 	if a.user && g != nil {
 		j.username, j.password = g.req.Username, g.req.Password
 	}
-	a.log.Debug("getting a token", "grant", string(f.grant), "background", f.background)
+	a.logger().Debug("getting a token", "grant", string(f.grant), "background", f.background)
 	engine, pid := a.engine, a.pid
 	go func() { engine.Send(pid, j.run()) }()
 }
@@ -224,7 +235,7 @@ func (a *credential) fetched(d fetchDone) {
 	if d.rec != nil {
 		// Another broker got it; it published the event.
 		a.adopt(d.rec, now)
-		a.log.Info("token taken from the store", "action", f.action, "expires_in", int64(d.rec.Expiry.Sub(now)/time.Second), "took", d.after)
+		a.logger().Info("token taken from the store", "action", f.action, "expires_in", int64(d.rec.Expiry.Sub(now)/time.Second), "took", d.after)
 	}
 	if d.err == nil && d.rec == nil {
 		a.c.lastErr.Store(nil)
@@ -233,10 +244,11 @@ func (a *credential) fetched(d fetchDone) {
 		}
 		a.rev = d.rev
 		a.store(d.tok, f, now)
-		a.log.Info("token acquired", "grant", string(f.grant), "action", f.action, "expires_in", int64(d.tok.Expiry.Sub(now)/time.Second), "took", d.after)
+		a.logger().Info("token acquired", "grant", string(f.grant), "action", f.action, "expires_in", int64(d.tok.Expiry.Sub(now)/time.Second), "took", d.after)
 	}
 	if d.err == nil {
 		var again []*getToken
+		cr := tokenbroker.NewCachedReply(a.c.id, a.tok.AccessToken, a.tok.TokenType, a.tok.Expiry, f.action)
 		for _, g := range waiters {
 			if !a.matches(g) {
 				again = append(again, g)
@@ -247,9 +259,10 @@ func (a *credential) fetched(d fetchDone) {
 					"min_ttl %d is not less than the %d s lifetime the identity provider grants", g.req.MinTTL, int64(a.tok.Lifetime/time.Second)))
 				continue
 			}
-			a.reply(g, f.action, now)
+			a.reply(g, cr, f.action, now)
 		}
 		a.requeue(again, now)
+		a.idleWaitTimer()
 		a.schedule(now)
 		return
 	}
@@ -265,7 +278,7 @@ func (a *credential) fetched(d fetchDone) {
 		// it and let the credential's own grant take over, now if anyone waits.
 		a.rt = ""
 		a.failed(e, now)
-		a.log.Warn("refresh token rejected; falling back to the credential's grant", "error", e.OAuth)
+		a.logger().Warn("refresh token rejected; falling back to the credential's grant", "error", e.OAuth)
 		a.requeue(waiters, now)
 		if a.fetching == nil && !a.user && f.background {
 			a.start(&fetch{grant: a.spec.Grant, action: tokenbroker.ActionRefreshed, background: true}, nil)
@@ -273,7 +286,7 @@ func (a *credential) fetched(d fetchDone) {
 		a.schedule(now)
 		return
 	}
-	a.log.Warn("identity provider call failed", "grant", string(f.grant), "code", e.Code, "error", e.OAuth, "took", d.after)
+	a.logger().Warn("identity provider call failed", "grant", string(f.grant), "code", e.Code, "error", e.OAuth, "took", d.after)
 	if permanent && !a.user {
 		a.failed(e, now)
 	}
@@ -291,7 +304,7 @@ func (a *credential) fetched(d fetchDone) {
 		switch {
 		case a.tok != nil && a.matches(g) && !permanent && !g.req.ForceRefresh && a.valid(g, now):
 			// The IdP is down or throttling: the token still works, serve it.
-			a.reply(g, tokenbroker.ActionExisting, now)
+			a.reply(g, nil, tokenbroker.ActionExisting, now)
 		case !a.user || g.verifier.Equal(f.verifier):
 			g.fail(e)
 		default:
@@ -303,6 +316,7 @@ func (a *credential) fetched(d fetchDone) {
 		a.refreshAt = now.Add(backoff(a.failures))
 	}
 	a.requeue(again, now)
+	a.idleWaitTimer()
 	a.schedule(now)
 }
 
@@ -362,12 +376,14 @@ func (a *credential) adopt(rec *store.Record, now time.Time) {
 
 // install sets the token, its refresh time and the snapshot.
 func (a *credential) install(tok *oauth.Token, now time.Time) {
+	reply := tokenbroker.NewCachedReply(a.c.id, tok.AccessToken, tok.TokenType, tok.Expiry, tokenbroker.ActionExisting)
+	tok.AccessToken = reply.AccessToken(tok.AccessToken) // one copy of the token per credential, not two
 	a.tok = tok
 	a.failures = 0
 	thr := a.spec.threshold(tok.Lifetime)
 	a.refreshAt = refreshTime(tok.Expiry, now, thr)
 	a.c.snap.Store(&snapshot{
-		reply:      tokenbroker.NewCachedReply(a.c.id, tok.AccessToken, tok.TokenType, tok.Expiry, tokenbroker.ActionExisting),
+		reply:      reply,
 		expiry:     tok.Expiry,
 		freshUntil: tok.Expiry.Add(-thr),
 		verifier:   a.verifier,
@@ -395,9 +411,9 @@ func (a *credential) loadedRecord(m loaded) {
 	switch {
 	case m.err == nil && m.rec.AccessToken != "" && now.Before(m.rec.Expiry):
 		a.adopt(m.rec, now)
-		a.log.Info("token restored from the store", "expires_in", int64(m.rec.Expiry.Sub(now)/time.Second))
+		a.logger().Info("token restored from the store", "expires_in", int64(m.rec.Expiry.Sub(now)/time.Second))
 	case m.err != nil && !errors.Is(m.err, store.ErrNotFound):
-		a.log.Warn("could not read the stored token", "err", m.err)
+		a.logger().Warn("could not read the stored token", "err", m.err)
 	}
 	waiters := a.waiters
 	a.waiters = nil
@@ -432,28 +448,14 @@ func (a *credential) failed(e *tokenbroker.Error, now time.Time) {
 	})
 }
 
-// reply answers g with the current token. The reply is encoded once per
-// token and action, not once per caller: a cold herd of a thousand callers
-// shares one encoding.
-func (a *credential) reply(g *getToken, action string, now time.Time) {
-	if a.replies == nil || a.replies.tok != a.tok {
-		a.replies = &encodedReplies{tok: a.tok}
-	}
-	cr := a.replies.byAction[action]
+// reply answers g with the current token: from cr, encoded once per token
+// and action rather than once per caller, so a cold herd of a thousand
+// callers shares one encoding; nil cr is the snapshot's existing-token reply.
+func (a *credential) reply(g *getToken, cr *tokenbroker.CachedReply, action string, now time.Time) {
 	if cr == nil {
-		cr = tokenbroker.NewCachedReply(a.c.id, a.tok.AccessToken, a.tok.TokenType, a.tok.Expiry, action)
-		if a.replies.byAction == nil {
-			a.replies.byAction = map[string]*tokenbroker.CachedReply{}
-		}
-		a.replies.byAction[action] = cr
+		cr = a.c.snap.Load().reply
 	}
 	g.respond(action, cr.Body(now))
-}
-
-// encodedReplies are the replies encoded for one token, by action.
-type encodedReplies struct {
-	tok      *oauth.Token
-	byAction map[string]*tokenbroker.CachedReply
 }
 
 // warm reports whether the timer should keep the token refreshed: always
@@ -536,7 +538,7 @@ func (a *credential) retire() {
 	a.retired = true
 	a.stopTimer()
 	a.r.retire(a.c)
-	a.log.Debug("credential idle, leaving memory")
+	a.logger().Debug("credential idle, leaving memory")
 	a.engine.Poison(a.pid)
 }
 

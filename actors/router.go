@@ -22,9 +22,9 @@ import (
 const kind = "credential"
 
 // inboxSize is each actor's initial inbox. hollywood preallocates it (the
-// default 1024 slots cost about 28 KB an actor) and grows it on demand, so a
-// small one keeps idle credentials cheap without limiting bursts.
-const inboxSize = 8
+// default 1024 slots cost about 28 KB an actor) and doubles it on demand, so
+// a tiny one keeps 100,000 idle credentials cheap without limiting bursts.
+const inboxSize = 2
 
 // TokenClient calls token endpoints: *oauth.Client, or a wrapper that adds
 // retries and limits. Implementations must be safe for concurrent use; the
