@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/internal/clock"
 	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 )
 
 func TestActionsFollowTheTokenLifecycle(t *testing.T) {

@@ -3,7 +3,6 @@ package broker_test
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"io"
 	"net/http"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 )
 
 func withHTTP(c *config.Config, _ *fakeidp.Server) { c.HTTPAddr = "127.0.0.1:0" }

@@ -2,13 +2,13 @@ package broker_test
 
 import (
 	"fmt"
-	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 )
 
 // suite gathers every log the package's brokers wrote and every token its

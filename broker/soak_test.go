@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"os"
 	"runtime"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 )
 
 // TestSoak runs mixed traffic from many callers against short-lived tokens
