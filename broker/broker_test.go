@@ -13,17 +13,18 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/testkit"
 )
 
 const (
-	user     = "alice@contoso.example"
-	password = "s3cret-Passw0rd!"
-	clientID = "11111111-2222-3333-4444-555555555555"
-	app      = "app"
-	secret   = "app-client-secret-value"
-	resource = "https://resource.example"
+	user     = brokertest.User
+	password = brokertest.Password
+	clientID = brokertest.PublicClient
+	app      = brokertest.App
+	secret   = brokertest.AppSecret
+	resource = brokertest.Resource
 )
 
 type env struct {
@@ -35,46 +36,22 @@ type env struct {
 
 func start(t *testing.T, lifetime, threshold time.Duration, adjust ...func(*config.Config, *fakeidp.Server)) *env {
 	t.Helper()
-	idp, err := fakeidp.Start(fakeidp.WithRecordIssued(), fakeidp.WithLifetime(lifetime), fakeidp.WithUser(user, password),
-		fakeidp.WithClient(clientID, ""), fakeidp.WithClient(app, secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	suite.addIdP(idp)
-	t.Cleanup(idp.Close)
-	cfg := config.Defaults()
-	cfg.NATSListen = "127.0.0.1:0"
-	cfg.HTTPAddr = ""
-	cfg.Default = config.Credential{Name: config.DefaultName, Grant: config.GrantPassword,
-		TokenEndpoint: idp.V1TokenURL(), ClientID: clientID, Resource: resource, RefreshThreshold: threshold}
-	cfg.Credentials = []config.Credential{{Name: app, Grant: config.GrantClientCredentials,
-		TokenEndpoint: idp.V2TokenURL(), ClientID: app, ClientSecret: secret, Scope: resource + "/.default",
-		RefreshThreshold: threshold, KeepWarm: true}}
-	for _, f := range adjust {
-		f(cfg, idp)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	logs := newLogSink()
-	b, err := broker.Start(cfg, broker.Options{Logger: logs.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Shutdown(ctx)
+	e := brokertest.Start(t, brokertest.Options{
+		Lifetime: lifetime, Threshold: threshold, Logs: newLogSink(),
+		IdP: []fakeidp.Option{fakeidp.WithRecordIssued()},
+		Adjust: func(c *config.Config, idp *fakeidp.Server) {
+			for _, f := range adjust {
+				f(c, idp)
+			}
+		},
 	})
-	nc, err := nats.Connect(b.ClientURL())
+	suite.addIdP(e.IdP)
+	nc, err := nats.Connect(e.Broker.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	if cfg.NATSURL == "" && !strings.HasPrefix(b.ClientURL(), "nats://127.0.0.1:") {
-		t.Fatalf("embedded server not on loopback: %s", b.ClientURL())
-	}
-	return &env{idp: idp, broker: b, nc: nc, logs: logs}
+	return &env{idp: e.IdP, broker: e.Broker, nc: nc, logs: e.Logs}
 }
 
 func (e *env) request(t *testing.T, body string) *nats.Msg {

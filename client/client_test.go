@@ -17,21 +17,17 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenbroker/tokenbroker"
-	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/client"
-	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
 	"github.com/tokenbroker/tokenbroker/internal/testkit"
 )
 
 const (
-	user     = "alice@contoso.example"
-	password = "correct horse battery staple"
-	clientID = "11111111-2222-3333-4444-555555555555"
-	app      = "app"
-	secret   = "app-client-secret-value"
-	resource = "https://resource.example"
+	user     = brokertest.User
+	password = brokertest.Password
+	app      = brokertest.App
 	waitFor  = 10 * time.Second
 )
 
@@ -45,38 +41,13 @@ type env struct {
 // named credential app (client_credentials, v2, kept warm).
 func start(t *testing.T, lifetime, threshold time.Duration) *env {
 	t.Helper()
-	idp, err := fakeidp.Start(fakeidp.WithLifetime(lifetime), fakeidp.WithUser(user, password),
-		fakeidp.WithClient(clientID, ""), fakeidp.WithClient(app, secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
-	cfg := config.Defaults()
-	cfg.NATSListen = "127.0.0.1:0"
-	cfg.HTTPAddr = ""
-	cfg.Default = config.Credential{Name: config.DefaultName, Grant: config.GrantPassword,
-		TokenEndpoint: idp.V1TokenURL(), ClientID: clientID, Resource: resource, RefreshThreshold: threshold}
-	cfg.Credentials = []config.Credential{{Name: app, Grant: config.GrantClientCredentials,
-		TokenEndpoint: idp.V2TokenURL(), ClientID: app, ClientSecret: secret, Scope: resource + "/.default",
-		RefreshThreshold: threshold, KeepWarm: true}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.Start(cfg, broker.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_ = b.Shutdown(ctx)
-	})
-	nc, err := nats.Connect(b.ClientURL())
+	e := brokertest.Start(t, brokertest.Options{Lifetime: lifetime, Threshold: threshold})
+	nc, err := nats.Connect(e.Broker.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	return &env{idp: idp, nc: nc}
+	return &env{idp: e.IdP, nc: nc}
 }
 
 func ctxFor(t *testing.T) context.Context {
