@@ -103,7 +103,7 @@ var settings = []Setting{
 			return err
 		}},
 	{Env: "IDP_MAX_CONCURRENT", Flag: "idp-max-concurrent", Default: "16",
-		Usage: "calls in flight to one token endpoint at most, so a refresh storm cannot flood the IdP (`n`)",
+		Usage: "at most `n` calls in flight to one token endpoint, so a refresh storm cannot flood the IdP",
 		apply: func(c *Config, v string) (err error) {
 			c.IdPMaxConcurrent, err = strconv.Atoi(strings.TrimSpace(v))
 			if err != nil {

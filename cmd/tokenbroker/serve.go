@@ -16,6 +16,7 @@ const serveHelp = `Usage: tokenbroker [serve] [flags]
 Runs the broker: answers token requests on NATS (SUBJECT_PREFIX.request) and
 publishes refreshed tokens. Without NATS_URL it starts an embedded NATS server
 on NATS_LISTEN. Every flag has an environment variable; flags win.
+Other commands: demo, token, watch, status, demo-idp ('tokenbroker help').
 
 `
 
