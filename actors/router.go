@@ -82,6 +82,7 @@ type Router struct {
 	spawnMu sync.Mutex // serialises spawning, so a credential gets one actor
 	seq     atomic.Uint64
 
+	events  *actor.PID      // receives the engine's dead letters
 	ctx     context.Context // cancelled by Stop: aborts IdP calls in flight
 	cancel  context.CancelFunc
 	stopped atomic.Bool
@@ -174,7 +175,43 @@ func NewRouter(opts Options) (*Router, error) {
 		r.named[s.Name] = &namedCredential{spec: s, key: "n:" + s.Name}
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	// Watch the engine for requests sent to an actor that is gone (it
+	// crashed past its restarts, or was stopped behind the Router's back):
+	// without this, their callers would wait for nothing until they time
+	// out.
+	r.events = opts.Engine.SpawnFunc(r.onEngineEvent, "credential-supervisor")
+	opts.Engine.Subscribe(r.events)
 	return r, nil
+}
+
+// onEngineEvent takes a dead credential's cell out of the Router and gives
+// the requests that reached it to a new incarnation.
+func (r *Router) onEngineEvent(ctx *actor.Context) {
+	switch e := ctx.Message().(type) {
+	case actor.DeadLetterEvent:
+		if g, ok := e.Message.(*getToken); ok {
+			r.retireDead(e.Target)
+			r.dispatch(g)
+		}
+	case actor.ActorMaxRestartsExceededEvent:
+		r.retireDead(e.PID)
+	}
+}
+
+// retireDead retires the cell whose actor is pid, if it still is.
+func (r *Router) retireDead(pid *actor.PID) {
+	if pid == nil {
+		return
+	}
+	r.cells.Range(func(_, v any) bool {
+		c := v.(*cell)
+		if c.pid.Equals(pid) {
+			r.log.Warn("credential actor is gone; a new one takes over", "credential_id", c.id)
+			r.retire(c)
+			return false
+		}
+		return true
+	})
 }
 
 // target is what a request resolves to: its credential's cell key, id and
@@ -398,6 +435,8 @@ func (r *Router) Stop(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	r.opts.Engine.Unsubscribe(r.events)
+	r.opts.Engine.Poison(r.events)
 	return waitErr
 }
 
