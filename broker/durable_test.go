@@ -145,7 +145,12 @@ func TestRestartServesStoredTokensWithoutTheIdP(t *testing.T) {
 		t.Fatalf("%d records, want 2", len(raw))
 	}
 	for k, e := range raw {
-		for _, s := range []string{named.AccessToken, usr.AccessToken, password, secret, user, "refresh"} {
+		// Every access and refresh token the IdP issued, and every secret.
+		issued := idp.IssuedTokens()
+		if len(issued) != 3 { // two access tokens, the user's refresh token
+			t.Fatalf("the IdP issued %d tokens, want 3", len(issued))
+		}
+		for _, s := range append(issued, password, secret, user) {
 			if bytes.Contains(e.Value(), []byte(s)) {
 				t.Fatalf("record %s holds %.12s... in clear", k, s)
 			}
