@@ -122,6 +122,24 @@ func (c *CachedReply) AccessToken(token string) string {
 	return token
 }
 
+// AppendBody appends the complete reply as seen at now to dst: the body
+// kept for the current second when there is one, else a fresh encoding
+// into dst, kept (as a copy) only when a second caller comes within the
+// second. With a reused dst it allocates nothing for a credential asked
+// for now and then.
+func (c *CachedReply) AppendBody(dst []byte, now time.Time) []byte {
+	unix := now.Unix()
+	if cur := c.current.Load(); cur != nil && cur.unix == unix {
+		return append(dst, cur.body...)
+	}
+	start := len(dst)
+	dst = c.AppendTo(dst, now)
+	if c.missed.Swap(unix) == unix {
+		c.current.Store(&secondReply{unix: unix, body: append([]byte(nil), dst[start:]...)})
+	}
+	return dst
+}
+
 // Len is an upper bound of the encoded reply's length, for sizing buffers.
 func (c *CachedReply) Len() int { return len(c.prefix) + len(c.suffix) + 20 }
 

@@ -242,32 +242,36 @@ func (r *Router) resolve(req *tokenbroker.Request, t *target) *tokenbroker.Error
 	return nil
 }
 
-// cached answers t's request from the credential's snapshot, if it can.
-func (r *Router) cached(req *tokenbroker.Request, t *target) ([]byte, bool) {
+// snapshotFor returns the snapshot that may answer t's request, if any.
+func (r *Router) snapshotFor(req *tokenbroker.Request, t *target, now time.Time) *snapshot {
 	c, ok := r.cells.Load(t.key)
 	if !ok {
-		return nil, false
+		return nil
 	}
-	now := r.now()
 	s := c.(*cell).snap.Load()
 	if s == nil || !s.serves(req, &t.v, now) {
-		return nil, false
+		return nil
 	}
 	c.(*cell).touch(now)
-	return s.reply.Body(now), true
+	return s
 }
 
-// Cached answers req from cache if it can, without blocking and without
-// allocating: the body of a "returned existing token" reply, shared and
-// not to be modified. Otherwise it returns false, and the caller goes on
-// with Serve. Transports call it first so that a cache hit costs them
-// nothing more than the reply.
-func (r *Router) Cached(req *tokenbroker.Request) ([]byte, bool) {
+// AppendCached appends to dst the reply to req from cache, if it can,
+// without blocking: a "returned existing token" reply. Otherwise it returns
+// false, and the caller goes on with Serve. Transports call it first, with
+// a buffer they reuse, so that a cache hit costs them nothing more than the
+// reply's bytes.
+func (r *Router) AppendCached(dst []byte, req *tokenbroker.Request) ([]byte, bool) {
 	var t target
 	if r.stopped.Load() || r.resolve(req, &t) != nil {
-		return nil, false
+		return dst, false
 	}
-	return r.cached(req, &t)
+	now := r.now()
+	s := r.snapshotFor(req, &t, now)
+	if s == nil {
+		return dst, false
+	}
+	return s.reply.AppendBody(dst, now), true
 }
 
 // Serve implements tokenbroker.Service. A cache hit is answered before
@@ -282,8 +286,9 @@ func (r *Router) Serve(req tokenbroker.Request, rep tokenbroker.Replier) {
 		rep.Fail(err)
 		return
 	}
-	if body, ok := r.cached(&req, &t); ok {
-		rep.Respond(tokenbroker.ActionExisting, body)
+	now := r.now()
+	if s := r.snapshotFor(&req, &t, now); s != nil {
+		rep.Respond(tokenbroker.ActionExisting, s.reply.Body(now))
 		return
 	}
 	r.pending.add()

@@ -27,6 +27,7 @@ type Service struct {
 	backend tokenbroker.Service
 	log     *slog.Logger
 	metrics *metrics.Metrics
+	buf     []byte // the cache-hit reply buffer, owned by the handler goroutine
 }
 
 // ServiceOptions are the optional parts of a Service.
@@ -105,7 +106,10 @@ func (s *Service) handle(req micro.Request) {
 		return
 	}
 	if c, ok := s.backend.(cacher); ok {
-		if body, ok := c.Cached(&r); ok {
+		// The handler runs on the subscription's one goroutine, so one
+		// buffer serves every cache hit; Respond copies it out.
+		if body, ok := c.AppendCached(s.buf[:0], &r); ok {
+			s.buf = body
 			s.metrics.CacheHit(metrics.TransportNATS)
 			if err := req.Respond(body); err != nil {
 				s.log.Warn("reply to token request", "err", err)
@@ -123,7 +127,7 @@ func (s *Service) handle(req micro.Request) {
 // cacher is a tokenbroker.Service that can answer cache hits without a
 // Replier (actors.Router does), sparing the hot path an allocation.
 type cacher interface {
-	Cached(req *tokenbroker.Request) ([]byte, bool)
+	AppendCached(dst []byte, req *tokenbroker.Request) ([]byte, bool)
 }
 
 // replier answers one request. While the handler runs it answers through
