@@ -13,4 +13,11 @@
 //
 // IdP calls run in a goroutine that reports back to the actor as a message,
 // so an actor's inbox never waits on the network.
+//
+// With a store (Options.Store), a credential's token also lives, encrypted,
+// in JetStream: an actor reads it when it starts, and writes every new token
+// there before anyone is answered with it. Across brokers, the goroutine
+// that would call the IdP first takes the credential's lease; a broker that
+// finds it taken waits for the holder's record instead, so the cluster makes
+// one IdP call per acquisition or refresh.
 package actors
