@@ -35,8 +35,7 @@ type Options struct {
 	// IdPHTTPClient is the HTTP client for token endpoints; nil uses a
 	// default with sane timeouts.
 	IdPHTTPClient *http.Client
-	// LeaseTTL is how long a broker that died holding a credential's lease
-	// keeps others from the IdP; zero is the store's default (15s).
+	// LeaseTTL overrides LEASE_TTL, for tests that watch a lease expire.
 	LeaseTTL time.Duration
 }
 
@@ -75,7 +74,7 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	if url == "" {
 		if b.server, err = messaging.StartEmbedded(messaging.EmbeddedOptions{
 			Listen: cfg.NATSListen, ConfigFile: cfg.NATSConfig,
-			JetStream: cfg.Key != nil, StoreDir: cfg.DataDir,
+			JetStream: cfg.Key != nil, StoreDir: cfg.DataDir, Logger: b.log,
 		}); err != nil {
 			return nil, err
 		}
@@ -117,7 +116,11 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 		Logger:         b.log,
 	}
 	if cfg.Key != nil {
-		if ro.Store, err = openStore(b.nc, cfg, o.LeaseTTL); err != nil {
+		leaseTTL := cfg.LeaseTTL
+		if o.LeaseTTL > 0 {
+			leaseTTL = o.LeaseTTL
+		}
+		if ro.Store, err = openStore(b.nc, cfg, leaseTTL); err != nil {
 			return nil, err
 		}
 		ro.Owner = uuid.NewString()

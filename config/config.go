@@ -64,6 +64,9 @@ type Config struct {
 	// PreviousKey is the decoded TOKENBROKER_PREVIOUS_KEY(_FILE): the key
 	// being rotated away from, still used to read records written with it.
 	PreviousKey []byte
+	// LeaseTTL is LEASE_TTL: how long a broker that died while calling the
+	// IdP for a credential keeps the other brokers from calling it instead.
+	LeaseTTL time.Duration
 	// StateReplicas is STATE_REPLICAS: the replicas of the JetStream buckets
 	// that hold token state (3 on a three-node cluster).
 	StateReplicas int

@@ -66,6 +66,7 @@ func TestDefaults(t *testing.T) {
 		SubjectPrefix:    "token",
 		DataDir:          "./data",
 		StateReplicas:    1,
+		LeaseTTL:         15 * time.Second,
 		IdPTimeout:       10 * time.Second,
 		IdPMaxConcurrent: 16,
 		RequestTimeout:   30 * time.Second,

@@ -111,6 +111,9 @@ var settings = []Setting{
 			}
 			return nil
 		}},
+	{Env: "LEASE_TTL", Flag: "lease-ttl", Default: "15s",
+		Usage: "how long a broker that died calling the IdP for a credential holds the others back, in seconds or a Go `duration`",
+		apply: func(c *Config, v string) (err error) { c.LeaseTTL, err = parseTimeout(v); return err }},
 	{Env: "STATE_REPLICAS", Flag: "state-replicas", Default: "1",
 		Usage: "`replicas` of the JetStream buckets holding token state (3 on a three-node cluster)",
 		apply: func(c *Config, v string) (err error) {

@@ -28,6 +28,10 @@ type EmbeddedOptions struct {
 	// for the broker's durable token state.
 	JetStream bool
 	StoreDir  string
+	// Logger receives the server's warnings and errors (a refused login, a
+	// slow consumer) at Warn and Error, and its notices at Debug; nil
+	// discards them.
+	Logger *slog.Logger
 }
 
 // StartEmbedded starts a NATS server in this process and waits until it
@@ -76,6 +80,9 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("messaging: embedded NATS server: %w", err)
+	}
+	if o.Logger != nil {
+		s.SetLoggerV2(serverLogger{o.Logger.With("component", "nats-server")}, false, false, false)
 	}
 	go s.Start()
 	timeout := o.ReadyTimeout
@@ -173,3 +180,14 @@ func Connect(url string, o ConnectOptions) (*nats.Conn, error) {
 	}
 	return nc, nil
 }
+
+// serverLogger passes the embedded server's log lines to slog. Notices are
+// Debug: the server announces a dozen of them at start.
+type serverLogger struct{ log *slog.Logger }
+
+func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Debugf(format string, v ...any)  {}
+func (l serverLogger) Tracef(format string, v ...any)  {}
