@@ -106,25 +106,9 @@ func TestFiveHundredSimultaneousFirstRequestsOverNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Every request reached the broker while the IdP holds the first call.
-	testkit.Until(t, 10*time.Second, "condition", func() bool { return e.broker.Service().Stats().Endpoints[0].NumRequests == n })
+	testkit.Until(t, 10*time.Second, "every request at the broker", func() bool { return e.broker.Service().Stats().Endpoints[0].NumRequests == n })
 	release()
-	var token string
-	for i := 0; i < n; i++ {
-		select {
-		case msg := <-replies:
-			r := decodeReply(t, msg)
-			if r.Action != tokenbroker.ActionNew {
-				t.Fatalf("reply %d: action %q", i, r.Action)
-			}
-			if token == "" {
-				token = r.AccessToken
-			} else if r.AccessToken != token {
-				t.Fatalf("reply %d: another token", i)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("only %d of %d replies", i, n)
-		}
-	}
+	token := sameToken(t, replies, n, tokenbroker.ActionNew)
 	if got := e.idp.Calls(); got != 1 {
 		t.Fatalf("IdP calls: %d, want 1", got)
 	}
@@ -227,4 +211,28 @@ func TestShutdownAnswersRequestsInFlight(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
+}
+
+// sameToken reads n replies and fails unless all carry one token (and, when
+// action is set, that action): a herd answered by one IdP call.
+func sameToken(t *testing.T, replies <-chan *nats.Msg, n int, action string) string {
+	t.Helper()
+	var token string
+	for i := 0; i < n; i++ {
+		select {
+		case msg := <-replies:
+			r := decodeReply(t, msg)
+			if action != "" && r.Action != action {
+				t.Fatalf("reply %d: action %q, want %q", i, r.Action, action)
+			}
+			if token == "" {
+				token = r.AccessToken
+			} else if r.AccessToken != token {
+				t.Fatalf("reply %d: another token", i)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("only %d of %d replies", i, n)
+		}
+	}
+	return token
 }
