@@ -192,7 +192,7 @@ func TestShutdownAnswersRequestsInFlight(t *testing.T) {
 	if err := e.nc.PublishRequest("token.request", sub.Subject, []byte(`{"credential":"app"}`)); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Until(t, 10*time.Second, "condition", func() bool { return e.idp.Calls() == 1 })
+	testkit.Until(t, 10*time.Second, "the IdP call in flight", func() bool { return e.idp.Calls() == 1 })
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

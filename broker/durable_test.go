@@ -163,7 +163,7 @@ func TestRestartServesStoredTokensWithoutTheIdP(t *testing.T) {
 
 	second := startBroker(t, durableConfig(t, idp, key, dir, ""), logs, 0)
 	// The kept-warm credential is back in memory with its timer before any request.
-	testkit.Until(t, 10*time.Second, "condition", func() bool {
+	testkit.Until(t, 10*time.Second, "the kept-warm credential back with its timer", func() bool {
 		st := second.Router().Status()
 		return len(st.Named) == 1 && st.Named[0].Warm && st.Named[0].NextRefresh != nil
 	})
@@ -297,7 +297,7 @@ func TestBrokerDyingMidRefreshIsReplacedAfterTheLease(t *testing.T) {
 	defer once.Do(release)
 	fromA := make(replier, 1)
 	a.Router().Serve(req, fromA)
-	testkit.Until(t, 10*time.Second, "condition", func() bool { return idp.Calls() == 1 }) // A holds the lease and waits on the IdP
+	testkit.Until(t, 10*time.Second, "the IdP call of broker A", func() bool { return idp.Calls() == 1 }) // A holds the lease and waits on the IdP
 	// A dies: its connection goes, so it can neither store a token nor
 	// release the lease.
 	a.Conn().Close()
@@ -338,7 +338,7 @@ func TestLosingOneNATSNodeOfThreeLosesNoToken(t *testing.T) {
 	}
 	defer caller.Close()
 	var answer *nats.Msg
-	testkit.Until(t, 10*time.Second, "condition", func() bool {
+	testkit.Until(t, 10*time.Second, "an answer on the remaining nodes", func() bool {
 		answer, err = caller.Request("token.request", []byte(`{"credential":"app"}`), 5*time.Second)
 		return err == nil
 	})

@@ -115,7 +115,7 @@ func TestReadyzFollowsTheNATSConnection(t *testing.T) {
 		t.Fatalf("readyz %d while connected", got)
 	}
 	ns.Shutdown()
-	testkit.Until(t, 10*time.Second, "condition", func() bool { return status() == http.StatusServiceUnavailable })
+	testkit.Until(t, 10*time.Second, "/readyz unready", func() bool { return status() == http.StatusServiceUnavailable })
 	resp, err := http.Get("http://" + e.broker.HTTPAddr() + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthz: %v %v", resp, err)

@@ -155,7 +155,7 @@ func TestSoak(t *testing.T) {
 	}
 	e.nc.Close()
 	e.idp.Close()
-	testkit.Until(t, 10*time.Second, "condition", func() bool { return runtime.NumGoroutine() <= baseGoroutines+5 })
+	testkit.Until(t, 10*time.Second, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= baseGoroutines+5 })
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)

@@ -95,7 +95,7 @@ func TestWatchPrintsRefreshEvents(t *testing.T) {
 	// The first request makes the credential warm; its timer refreshes it
 	// with no further request. watch may subscribe after the first event,
 	// so wait for two to be sure one is a proactive refresh.
-	testkit.Until(t, 20*time.Second, "condition", func() bool {
+	testkit.Until(t, 20*time.Second, "a token from the demo", func() bool {
 		code, _, _ := runCmd(t, nil, "token", "--nats-url", url, "--credential", demoApp)
 		return code == exitOK
 	})
@@ -142,7 +142,7 @@ func TestDemoIdPServesTokens(t *testing.T) {
 			env{lookup: lookupIn(map[string]string{"DEMO_APP_SECRET": "s3"}), stdout: out, stderr: io.Discard})
 	}()
 	var v2 string
-	testkit.Until(t, 20*time.Second, "condition", func() bool {
+	testkit.Until(t, 20*time.Second, "the demo IdP listening", func() bool {
 		m := regexp.MustCompile(`v2: (\S+)`).FindStringSubmatch(out.String())
 		if m != nil {
 			v2 = m[1]
