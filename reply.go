@@ -56,12 +56,16 @@ func EncodeError(e *Error) []byte {
 
 // CachedReply is a token's reply, encoded once when the token is stored and
 // completed per request with the only field that changes with time,
-// expires_in. The reply of the current second is kept whole, so that cache
-// hits within one second share one immutable body: no JSON encoding and no
-// allocation on the hot path.
+// expires_in: no JSON encoding on the hot path. Transports with a buffer of
+// their own append it there (AppendTo, no allocation); Body hands out a
+// slice, and keeps the current second's whole so that callers within one
+// second share one immutable body.
 type CachedReply struct {
-	prefix    string // {"accesstoken":...,"expires_in":
-	suffix    []byte // ,"credential_id":"..."}
+	// enc is the reply without its expires_in value, split at split:
+	// {"accesstoken":...,"expires_in": and ,"credential_id":"..."}. One
+	// string, so that a hit reads one object, not two.
+	enc       string
+	split     int
 	expiresOn time.Time
 	current   atomic.Pointer[secondReply]
 	missed    atomic.Int64 // the Unix second of the last Body that found no current reply
@@ -75,6 +79,14 @@ type secondReply struct {
 
 // NewCachedReply encodes the parts of a reply with action that do not change.
 func NewCachedReply(credentialID, accessToken, tokenType string, expiresOn time.Time, action string) *CachedReply {
+	c := new(CachedReply)
+	c.Init(credentialID, accessToken, tokenType, expiresOn, action)
+	return c
+}
+
+// Init is NewCachedReply into a CachedReply that is not in use yet, for
+// holding one inside a larger object.
+func (c *CachedReply) Init(credentialID, accessToken, tokenType string, expiresOn time.Time, action string) {
 	head, _ := json.Marshal(struct {
 		AccessToken string `json:"accesstoken"`
 		ExpiresOn   string `json:"expires_on"`
@@ -82,16 +94,19 @@ func NewCachedReply(credentialID, accessToken, tokenType string, expiresOn time.
 		TokenType   string `json:"token_type"`
 	}{accessToken, strconv.FormatInt(expiresOn.Unix(), 10), action, tokenType})
 	id, _ := json.Marshal(credentialID)
-	prefix := string(append(head[:len(head)-1:len(head)-1], `,"expires_in":`...))
-	suffix := append(append([]byte(`,"credential_id":`), id...), '}')
-	return &CachedReply{prefix: prefix, suffix: suffix, expiresOn: expiresOn}
+	enc := append(head[:len(head)-1], `,"expires_in":`...)
+	split := len(enc)
+	enc = append(append(append(enc, `,"credential_id":`...), id...), '}')
+	c.enc, c.split, c.expiresOn = string(enc), split, expiresOn
+	c.current.Store(nil)
+	c.missed.Store(0)
 }
 
 // AppendTo appends the complete reply, as seen at now, to dst.
 func (c *CachedReply) AppendTo(dst []byte, now time.Time) []byte {
-	dst = append(dst, c.prefix...)
+	dst = append(dst, c.enc[:c.split]...)
 	dst = strconv.AppendInt(dst, secondsLeft(c.expiresOn, now), 10)
-	return append(dst, c.suffix...)
+	return append(dst, c.enc[c.split:]...)
 }
 
 // Body returns the complete reply as seen at now. The body may be shared
@@ -116,32 +131,14 @@ func (c *CachedReply) Body(now time.Time) []byte {
 // else it returns token.
 func (c *CachedReply) AccessToken(token string) string {
 	const start = len(`{"accesstoken":"`)
-	if len(c.prefix) >= start+len(token) && c.prefix[start:start+len(token)] == token {
-		return c.prefix[start : start+len(token)]
+	if c.split >= start+len(token) && c.enc[start:start+len(token)] == token {
+		return c.enc[start : start+len(token)]
 	}
 	return token
 }
 
-// AppendBody appends the complete reply as seen at now to dst: the body
-// kept for the current second when there is one, else a fresh encoding
-// into dst, kept (as a copy) only when a second caller comes within the
-// second. With a reused dst it allocates nothing for a credential asked
-// for now and then.
-func (c *CachedReply) AppendBody(dst []byte, now time.Time) []byte {
-	unix := now.Unix()
-	if cur := c.current.Load(); cur != nil && cur.unix == unix {
-		return append(dst, cur.body...)
-	}
-	start := len(dst)
-	dst = c.AppendTo(dst, now)
-	if c.missed.Swap(unix) == unix {
-		c.current.Store(&secondReply{unix: unix, body: append([]byte(nil), dst[start:]...)})
-	}
-	return dst
-}
-
 // Len is an upper bound of the encoded reply's length, for sizing buffers.
-func (c *CachedReply) Len() int { return len(c.prefix) + len(c.suffix) + 20 }
+func (c *CachedReply) Len() int { return len(c.enc) + 20 }
 
 // secondsLeft is expires_in: whole seconds between now and expiresOn, as a
 // caller computes it from expires_on and its clock, never negative. Being

@@ -193,19 +193,21 @@ func TestCachedReplySharesTheAccessToken(t *testing.T) {
 	}
 }
 
-func TestAppendBodyMatchesBody(t *testing.T) {
+func TestBodyMatchesAppendTo(t *testing.T) {
 	expiry := time.Unix(1795870800, 0)
 	now := expiry.Add(-99500 * time.Millisecond)
 	c := tokenbroker.NewCachedReply("app", "eyJ0.eyJ1.sig", "Bearer", expiry, tokenbroker.ActionExisting)
 	want := c.AppendTo(nil, now)
-	buf := make([]byte, 0, 1024)
-	for i := 0; i < 3; i++ { // the first builds it, the second keeps it, the third copies it
-		got := c.AppendBody(buf[:0], now.Add(time.Duration(i)*100*time.Millisecond))
-		if string(got) != string(want) {
+	for i := 0; i < 3; i++ { // the first builds it, the second keeps it, the third shares it
+		if got := c.Body(now.Add(time.Duration(i) * 100 * time.Millisecond)); string(got) != string(want) {
 			t.Fatalf("call %d: %s", i, got)
 		}
 	}
-	if allocs := testing.AllocsPerRun(100, func() { c.AppendBody(buf[:0], now) }); allocs != 0 {
+	if got := c.Body(now.Add(time.Second)); string(got) != string(c.AppendTo(nil, now.Add(time.Second))) {
+		t.Fatalf("next second: %s", got)
+	}
+	buf := make([]byte, 0, 1024)
+	if allocs := testing.AllocsPerRun(100, func() { c.AppendTo(buf[:0], now) }); allocs != 0 {
 		t.Fatalf("%v allocations with a reused buffer", allocs)
 	}
 }

@@ -1,10 +1,16 @@
 package actors
 
 import (
+	"errors"
+	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
+	"github.com/tokenbroker/tokenbroker/store"
 )
 
 // nopReplier drops the answer: the benchmarks measure the Router alone.
@@ -49,18 +55,77 @@ func BenchmarkSpawnCredential(b *testing.B) {
 	h := newHarness(b, harnessOpts{})
 	spec := h.router.opts.Default
 	keys := h.router.opts.Keyring
-	ids := make([]string, b.N)
+	ids := make([]userKey, b.N)
 	for i := range ids {
-		ids[i] = keys.UserCredentialID(spec.Name, strconv.Itoa(i))
+		ids[i] = keys.userKey(spec.Name, strconv.Itoa(i))
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for _, id := range ids {
-		h.router.cellFor(id, id, spec)
+		h.router.cellFor(cellKey{sum: id}, id.id(), spec)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "credentials/s")
 	if got := h.router.Credentials(); got != b.N {
 		b.Fatalf("%d credentials in memory, want %d", got, b.N)
 	}
+}
+
+// BenchmarkCacheHitUsers serves cache hits from the Router's fast path
+// (AppendCached into a reused buffer, as the NATS handler does) over one
+// warm username credential and over 100,000, picked at random: what a hit
+// costs when its credential's state is cold in the CPU's caches. Tokens are
+// installed through the actor's restore path, without IdP calls.
+func BenchmarkCacheHitUsers(b *testing.B) {
+	for _, n := range []int{1, 100000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			h := newHarness(b, harnessOpts{})
+			reqs := warmUsers(b, h, n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				buf := make([]byte, 0, 4096)
+				rng := rand.New(rand.NewPCG(rand.Uint64(), 0))
+				for pb.Next() {
+					var ok bool
+					if buf, ok = h.router.AppendCached(buf[:0], &reqs[rng.IntN(n)]); !ok {
+						b.Error("cache miss")
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// warmUsers brings n username credentials into memory, each with a token of
+// a JWT's size, as if restored from the store, and returns their requests.
+func warmUsers(b *testing.B, h *harness, n int) []tokenbroker.Request {
+	b.Helper()
+	r := h.router
+	reqs := make([]tokenbroker.Request, n)
+	cells := make([]*cell, n)
+	exp := time.Now().Add(time.Hour).Truncate(time.Second)
+	pad := strings.Repeat("x", 1200)
+	for i := range reqs {
+		reqs[i] = tokenbroker.Request{Username: "user" + strconv.Itoa(i) + "@example.com", Password: tokenbroker.Secret("pw" + strconv.Itoa(i))}
+		var t target
+		if err := r.resolve(&reqs[i], &t); err != nil {
+			b.Fatal(err)
+		}
+		cells[i] = r.cellFor(t.key, t.id(), t.spec)
+		r.opts.Engine.Send(cells[i].pid, loaded{rec: &store.Record{
+			CredentialID: t.id(), AccessToken: "eyJ0eXAiOiJKV1QifQ." + pad + "." + strconv.Itoa(i), TokenType: "Bearer",
+			Expiry: exp, Lifetime: time.Hour, Verifier: t.v[:], ObtainedAt: exp.Add(-time.Hour),
+		}})
+	}
+	testkit.Eventually(b, waitFor, func() error {
+		for _, c := range cells {
+			if c.snap.Load() == nil {
+				return errors.New("not every credential has its token yet")
+			}
+		}
+		return nil
+	})
+	return reqs
 }

@@ -59,7 +59,7 @@ func newCredential(r *Router, c *cell, spec *Spec) actor.Producer {
 			r:    r,
 			c:    c,
 			spec: spec,
-			user: c.key[0] == 'u',
+			user: !c.key.named,
 		}
 	}
 }
@@ -376,19 +376,19 @@ func (a *credential) adopt(rec *store.Record, now time.Time) {
 
 // install sets the token, its refresh time and the snapshot.
 func (a *credential) install(tok *oauth.Token, now time.Time) {
-	reply := tokenbroker.NewCachedReply(a.c.id, tok.AccessToken, tok.TokenType, tok.Expiry, tokenbroker.ActionExisting)
-	tok.AccessToken = reply.AccessToken(tok.AccessToken) // one copy of the token per credential, not two
-	a.tok = tok
-	a.failures = 0
 	thr := a.spec.threshold(tok.Lifetime)
-	a.refreshAt = refreshTime(tok.Expiry, now, thr)
-	a.c.snap.Store(&snapshot{
-		reply:      reply,
+	s := &snapshot{
 		expiry:     tok.Expiry,
 		freshUntil: tok.Expiry.Add(-thr),
 		verifier:   a.verifier,
 		user:       a.user,
-	})
+	}
+	s.reply.Init(a.c.id, tok.AccessToken, tok.TokenType, tok.Expiry, tokenbroker.ActionExisting)
+	tok.AccessToken = s.reply.AccessToken(tok.AccessToken) // one copy of the token per credential, not two
+	a.tok = tok
+	a.failures = 0
+	a.refreshAt = refreshTime(tok.Expiry, now, thr)
+	a.c.snap.Store(s)
 }
 
 // load reads the credential's stored record when the actor starts, so a
@@ -453,7 +453,7 @@ func (a *credential) failed(e *tokenbroker.Error, now time.Time) {
 // callers shares one encoding; nil cr is the snapshot's existing-token reply.
 func (a *credential) reply(g *getToken, cr *tokenbroker.CachedReply, action string, now time.Time) {
 	if cr == nil {
-		cr = a.c.snap.Load().reply
+		cr = &a.c.snap.Load().reply
 	}
 	g.respond(action, cr.Body(now))
 }

@@ -331,16 +331,16 @@ func maxTime(a, b time.Time) time.Time {
 func TestRequestsToAGoneActorReachANewOne(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	first := h.mustToken(named(testApp), tokenbroker.ActionNew)
-	v, _ := h.router.cells.Load("n:" + testApp)
-	gone := v.(*cell).pid
+	v, _ := h.router.cells.load(h.router.named[testApp].key)
+	gone := v.pid
 	// The actor dies behind the Router's back, its cell still in place.
 	<-h.router.opts.Engine.Stop(gone).Done()
 	got := h.mustToken(tokenbroker.Request{Credential: testApp, ForceRefresh: true}, tokenbroker.ActionNew)
 	if got.AccessToken == first.AccessToken {
 		t.Fatal("not a new token")
 	}
-	v, _ = h.router.cells.Load("n:" + testApp)
-	if v.(*cell).pid.Equals(gone) {
+	v, _ = h.router.cells.load(h.router.named[testApp].key)
+	if v.pid.Equals(gone) {
 		t.Fatal("the cell still points at the gone actor")
 	}
 }

@@ -65,39 +65,72 @@ func NewKeyring(master []byte) (*Keyring, error) {
 type keyedHash struct {
 	h   hash.Hash
 	buf []byte
+	out [sha256.Size]byte // Sum's destination: a caller's array would escape through hash.Hash
 }
 
 // sum returns the HMAC of a, a zero byte and b, and clears what it held.
-func (k *keyedHash) sum(a, b string, out []byte) []byte {
+func sum[A ~string | ~[]byte](k *keyedHash, a A, b string) (out [sha256.Size]byte) {
 	k.buf = append(append(append(k.buf[:0], a...), 0), b...)
 	k.h.Reset()
 	k.h.Write(k.buf)
-	out = k.h.Sum(out)
+	out = [sha256.Size]byte(k.h.Sum(k.out[:0]))
 	clear(k.buf)
+	clear(k.out[:])
 	k.h.Reset()
 	return out
+}
+
+// userKey is a username's keyed hash, cut to 128 bits: the key of its cell
+// in the Router and, in hex, its credential_id. Fixed-size and computed
+// without allocating, so that a cache hit needs no string for it.
+type userKey [16]byte
+
+// userKey returns the userKey of username under profile.
+func (k *Keyring) userKey(profile, username string) userKey {
+	m := k.ids.Get().(*keyedHash)
+	full := sum(m, profile, username)
+	k.ids.Put(m)
+	return userKey(full[:16])
+}
+
+// userIDLen is the length of a user's credential_id.
+const userIDLen = 2 + 2*len(userKey{})
+
+// appendID appends u's credential_id, "u-" and 32 hex digits, to dst.
+func (u userKey) appendID(dst []byte) []byte {
+	dst = append(dst, 'u', '-')
+	return hex.AppendEncode(dst, u[:])
+}
+
+// id returns u's credential_id.
+func (u userKey) id() string {
+	var b [userIDLen]byte
+	return string(u.appendID(b[:0]))
 }
 
 // UserCredentialID returns the credential_id of username under profile: "u-"
 // and 32 hex digits, a valid NATS subject token that reveals nothing of the
 // username.
 func (k *Keyring) UserCredentialID(profile, username string) string {
-	m := k.ids.Get().(*keyedHash)
-	var sum [sha256.Size]byte
-	m.sum(profile, username, sum[:0])
-	k.ids.Put(m)
-	var id [2 + 32]byte
-	id[0], id[1] = 'u', '-'
-	hex.Encode(id[2:], sum[:16])
-	return string(id[:])
+	return k.userKey(profile, username).id()
 }
 
 // Verifier returns the verifier of password for credentialID. Binding the id
 // in means equal passwords of two users have unrelated verifiers.
 func (k *Keyring) Verifier(credentialID string, password tokenbroker.Secret) Verifier {
+	return verifier(k, credentialID, password)
+}
+
+// userVerifier is Verifier for the credential of u, without building its id
+// as a string.
+func (k *Keyring) userVerifier(u userKey, password tokenbroker.Secret) Verifier {
+	var b [userIDLen]byte
+	return verifier(k, u.appendID(b[:0]), password)
+}
+
+func verifier[ID ~string | ~[]byte](k *Keyring, credentialID ID, password tokenbroker.Secret) Verifier {
 	m := k.verifiers.Get().(*keyedHash)
-	var v Verifier
-	m.sum(credentialID, password.Reveal(), v[:0]) // leaves nothing of the password behind
+	v := Verifier(sum(m, credentialID, password.Reveal())) // leaves nothing of the password behind
 	k.verifiers.Put(m)
 	return v
 }

@@ -16,7 +16,8 @@ type getToken struct {
 	verifier Verifier
 	rep      tokenbroker.Replier
 	r        *Router
-	key, id  string
+	key      cellKey
+	id       string
 	spec     *Spec
 	deadline time.Time // past it the caller gets a 504
 }

@@ -77,10 +77,9 @@ type Router struct {
 	now   func() time.Time
 	named map[string]*namedCredential
 
-	cells   sync.Map // cell key -> *cell
-	count   atomic.Int64
-	spawnMu sync.Mutex // serialises spawning, so a credential gets one actor
-	seq     atomic.Uint64
+	cells cellTable
+	count atomic.Int64
+	seq   atomic.Uint64
 
 	events  *actor.PID      // receives the engine's dead letters
 	ctx     context.Context // cancelled by Stop: aborts IdP calls in flight
@@ -93,7 +92,7 @@ type Router struct {
 // so that a cache hit does not build it per request.
 type namedCredential struct {
 	spec *Spec
-	key  string
+	key  cellKey
 }
 
 // cell is a credential's entry in the Router: the actor's PID and what the
@@ -101,11 +100,13 @@ type namedCredential struct {
 // leaving memory; senders hold mu's read lock, so once retired is set no
 // message can reach the leaving actor.
 type cell struct {
-	key      string
-	id       string // credential_id
-	pid      *actor.PID
+	// What a cache hit reads and writes comes first, in one cache line.
 	snap     atomic.Pointer[snapshot]
 	lastUsed atomic.Int64 // Unix nanoseconds of the last request
+
+	key cellKey
+	id  string // credential_id
+	pid *actor.PID
 	// For status only: when the timer next refreshes (Unix nanoseconds, 0
 	// for never) and the last failure.
 	nextRefresh atomic.Int64
@@ -116,13 +117,16 @@ type cell struct {
 }
 
 // snapshot is the read-only view of a credential's token that its actor
-// publishes for cache hits. It is replaced, never modified.
+// publishes for cache hits. It is replaced, never modified (but for the
+// reply's record of the current second). The reply is held in it rather than
+// pointed to: on a hit over many credentials every separate object is one
+// more likely miss in the CPU's caches.
 type snapshot struct {
-	reply      *tokenbroker.CachedReply
 	expiry     time.Time
 	freshUntil time.Time // expiry less the refresh threshold
 	verifier   Verifier  // user credentials: the password that got the token
 	user       bool
+	reply      tokenbroker.CachedReply
 }
 
 // serves reports whether the snapshot may answer req at now.
@@ -172,7 +176,7 @@ func NewRouter(opts Options) (*Router, error) {
 		if _, dup := r.named[s.Name]; dup {
 			return nil, fmt.Errorf("actors: duplicate credential %q", s.Name)
 		}
-		r.named[s.Name] = &namedCredential{spec: s, key: "n:" + s.Name}
+		r.named[s.Name] = &namedCredential{spec: s, key: namedKey(i)}
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	// Watch the engine for requests sent to an actor that is gone (it
@@ -203,23 +207,30 @@ func (r *Router) retireDead(pid *actor.PID) {
 	if pid == nil {
 		return
 	}
-	r.cells.Range(func(_, v any) bool {
-		c := v.(*cell)
+	for _, c := range r.cells.all() {
 		if c.pid.Equals(pid) {
 			r.log.Warn("credential actor is gone; a new one takes over", "credential_id", c.id)
 			r.retire(c)
-			return false
+			return
 		}
-		return true
-	})
+	}
 }
 
-// target is what a request resolves to: its credential's cell key, id and
+// target is what a request resolves to: its credential's cell key and
 // spec, and for a username the verifier of the password it brings.
 type target struct {
-	key, id string
-	spec    *Spec
-	v       Verifier
+	key  cellKey
+	spec *Spec
+	v    Verifier
+}
+
+// id returns the credential_id. A user's is built here, off the cache-hit
+// path, which needs only the key.
+func (t *target) id() string {
+	if t.key.named {
+		return t.spec.Name
+	}
+	return t.key.sum.id()
 }
 
 // resolve finds a request's credential, or the error for a caller.
@@ -229,30 +240,29 @@ func (r *Router) resolve(req *tokenbroker.Request, t *target) *tokenbroker.Error
 			return tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, "invalid_request",
 				"username/password requests need the default profile, which is not configured (TOKEN_ENDPOINT, CLIENTID)")
 		}
-		t.id = r.opts.Keyring.UserCredentialID(t.spec.Name, req.Username)
-		t.key = t.id // "u-...": never collides with a named cell's "n:..."
-		t.v = r.opts.Keyring.Verifier(t.id, req.Password)
+		t.key = cellKey{sum: r.opts.Keyring.userKey(t.spec.Name, req.Username)}
+		t.v = r.opts.Keyring.userVerifier(t.key.sum, req.Password)
 		return nil
 	}
 	n := r.named[req.Credential]
 	if n == nil {
 		return tokenbroker.Errorf(tokenbroker.CodeNotFound, "unknown_credential", "no credential named %s", quote(req.Credential))
 	}
-	t.spec, t.id, t.key = n.spec, n.spec.Name, n.key
+	t.spec, t.key = n.spec, n.key
 	return nil
 }
 
 // snapshotFor returns the snapshot that may answer t's request, if any.
 func (r *Router) snapshotFor(req *tokenbroker.Request, t *target, now time.Time) *snapshot {
-	c, ok := r.cells.Load(t.key)
+	c, ok := r.cells.load(t.key)
 	if !ok {
 		return nil
 	}
-	s := c.(*cell).snap.Load()
+	s := c.snap.Load()
 	if s == nil || !s.serves(req, &t.v, now) {
 		return nil
 	}
-	c.(*cell).touch(now)
+	c.touch(now)
 	return s
 }
 
@@ -271,7 +281,7 @@ func (r *Router) AppendCached(dst []byte, req *tokenbroker.Request) ([]byte, boo
 	if s == nil {
 		return dst, false
 	}
-	return s.reply.AppendBody(dst, now), true
+	return s.reply.AppendTo(dst, now), true
 }
 
 // Serve implements tokenbroker.Service. A cache hit is answered before
@@ -294,7 +304,7 @@ func (r *Router) Serve(req tokenbroker.Request, rep tokenbroker.Replier) {
 	r.pending.add()
 	// The deadline is on the real clock even when tests move Now: it
 	// bounds a caller's wait, not a token's life.
-	r.dispatch(&getToken{req: req, verifier: t.v, rep: rep, r: r, key: t.key, id: t.id, spec: t.spec,
+	r.dispatch(&getToken{req: req, verifier: t.v, rep: rep, r: r, key: t.key, id: t.id(), spec: t.spec,
 		deadline: time.Now().Add(r.opts.RequestTimeout)})
 }
 
@@ -313,24 +323,25 @@ func (r *Router) dispatch(g *getToken) {
 	}
 }
 
-func (r *Router) cellFor(key, id string, spec *Spec) *cell {
-	if c, ok := r.cells.Load(key); ok {
-		return c.(*cell)
+// cellFor returns the cell of key, spawning its actor when there is none.
+// The shard's lock makes sure a credential gets one actor.
+func (r *Router) cellFor(key cellKey, id string, spec *Spec) *cell {
+	if c, ok := r.cells.load(key); ok {
+		return c
 	}
-	r.spawnMu.Lock()
-	defer r.spawnMu.Unlock()
-	if c, ok := r.cells.Load(key); ok {
-		return c.(*cell)
+	c, stored := r.cells.loadOrStore(key, func() *cell {
+		c := &cell{key: key, id: id}
+		c.lastUsed.Store(r.now().UnixNano())
+		// A retiring actor of the same credential may still be registered;
+		// a fresh incarnation number keeps the new PID distinct from it.
+		c.pid = r.opts.Engine.Spawn(newCredential(r, c, spec), kind,
+			actor.WithID(id+"."+strconv.FormatUint(r.seq.Add(1), 10)),
+			actor.WithInboxSize(inboxSize))
+		return c
+	})
+	if stored {
+		r.count.Add(1)
 	}
-	c := &cell{key: key, id: id}
-	c.lastUsed.Store(r.now().UnixNano())
-	// A retiring actor of the same credential may still be registered; a
-	// fresh incarnation number keeps the new PID distinct from it.
-	c.pid = r.opts.Engine.Spawn(newCredential(r, c, spec), kind,
-		actor.WithID(id+"."+strconv.FormatUint(r.seq.Add(1), 10)),
-		actor.WithInboxSize(inboxSize))
-	r.cells.Store(key, c)
-	r.count.Add(1)
 	return c
 }
 
@@ -359,7 +370,7 @@ func (r *Router) retire(c *cell) {
 	c.mu.Lock()
 	if !c.retired {
 		c.retired = true
-		if r.cells.CompareAndDelete(c.key, c) {
+		if r.cells.compareAndDelete(c.key, c) {
 			r.count.Add(-1)
 		}
 	}
@@ -399,9 +410,8 @@ func (r *Router) Status() Status {
 	st := Status{Credentials: r.Credentials(), Users: r.Credentials(), Named: []CredentialStatus{}}
 	for i := range r.opts.Named {
 		cs := CredentialStatus{CredentialID: r.opts.Named[i].Name}
-		if v, ok := r.cells.Load("n:" + cs.CredentialID); ok {
+		if c, ok := r.cells.load(namedKey(i)); ok {
 			st.Users--
-			c := v.(*cell)
 			if s := c.snap.Load(); s != nil {
 				exp := s.expiry
 				cs.ExpiresOn, cs.Warm = &exp, now.Before(exp)
@@ -427,12 +437,10 @@ func (r *Router) Stop(ctx context.Context) error {
 	waitErr := r.pending.wait(ctx)
 	r.cancel()
 	var pids []*actor.PID
-	r.cells.Range(func(_, v any) bool {
-		c := v.(*cell)
+	for _, c := range r.cells.all() {
 		r.retire(c)
 		pids = append(pids, c.pid)
-		return true
-	})
+	}
 	for _, pid := range pids {
 		select {
 		case <-r.opts.Engine.Poison(pid).Done():

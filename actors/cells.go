@@ -1,0 +1,163 @@
+package actors
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+)
+
+// cellKey identifies a credential's cell: a user's keyed hash, or a named
+// credential's place in the configuration. It is fixed-size and its first
+// bytes are already a good hash, so a lookup hashes nothing.
+type cellKey struct {
+	sum   userKey
+	named bool
+}
+
+// namedKey is the cell key of the i-th configured named credential. Its
+// bytes are a bijective mix of i, spread over the table like a user's hash.
+func namedKey(i int) cellKey {
+	k := cellKey{named: true}
+	z := uint64(i) + 0x9e3779b97f4a7c15 // splitmix64
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	binary.LittleEndian.PutUint64(k.sum[:8], z^z>>31)
+	return k
+}
+
+func (k *cellKey) hash() uint64 { return binary.LittleEndian.Uint64(k.sum[:8]) }
+
+// cellTable holds the Router's cells: an open-addressing hash table of cell
+// pointers that cache hits read without a lock or a write. A hit on any of
+// 100,000 credentials costs one slot's load before the cell it needs
+// anyway (sync.Map's trie took a chain of dependent loads, each a likely
+// miss once the cells outgrow the CPU's caches), and a credential hit from
+// every core at once shares no written cache line. Changes take a mutex:
+// spawning and retiring are rare next to hits.
+type cellTable struct {
+	mu   sync.Mutex // serialises changes; readers never take it
+	tab  atomic.Pointer[slots]
+	live int // cells in the table
+	used int // slots not nil: cells and tombstones
+}
+
+// slots is one generation of the table. A change that does not fit builds
+// a new generation and publishes it whole; readers holding the old one see
+// the table as it was, which is all a concurrent read may expect.
+type slots struct {
+	mask uint64
+	s    []atomic.Pointer[cell]
+}
+
+// tombstone marks a deleted slot, so that probes for keys placed after it
+// go on.
+var tombstone = new(cell)
+
+const minSlots = 64
+
+func (t *cellTable) load(k cellKey) (*cell, bool) {
+	tab := t.tab.Load()
+	if tab == nil {
+		return nil, false
+	}
+	// At most half the slots are used, so a probe meets a nil soon.
+	for i := k.hash() & tab.mask; ; i = (i + 1) & tab.mask {
+		c := tab.s[i].Load()
+		if c == nil {
+			return nil, false
+		}
+		if c != tombstone && c.key == k {
+			return c, true
+		}
+	}
+}
+
+// loadOrStore returns the cell of k, or stores and returns the one that
+// build builds when there is none. build runs under the table's mutex, so a
+// credential gets one cell and one actor.
+func (t *cellTable) loadOrStore(k cellKey, build func() *cell) (c *cell, stored bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.load(k); ok {
+		return c, false
+	}
+	tab := t.tab.Load()
+	if tab == nil || 2*(t.used+1) > len(tab.s) {
+		tab = t.rehash(t.live + 1)
+	}
+	c = build()
+	i := k.hash() & tab.mask
+	for {
+		if old := tab.s[i].Load(); old == nil || old == tombstone {
+			if old == nil {
+				t.used++
+			}
+			break
+		}
+		i = (i + 1) & tab.mask
+	}
+	tab.s[i].Store(c)
+	t.live++
+	return c, true
+}
+
+// rehash publishes a new generation sized for live cells at a quarter of
+// its slots or less, without tombstones, and returns it. Called with mu held.
+func (t *cellTable) rehash(live int) *slots {
+	n := minSlots
+	for n < 4*live {
+		n *= 2
+	}
+	next := &slots{mask: uint64(n - 1), s: make([]atomic.Pointer[cell], n)}
+	if old := t.tab.Load(); old != nil {
+		for i := range old.s {
+			c := old.s[i].Load()
+			if c == nil || c == tombstone {
+				continue
+			}
+			j := c.key.hash() & next.mask
+			for next.s[j].Load() != nil {
+				j = (j + 1) & next.mask
+			}
+			next.s[j].Store(c)
+		}
+	}
+	t.used = t.live
+	t.tab.Store(next)
+	return next
+}
+
+// compareAndDelete deletes k's cell if it is c.
+func (t *cellTable) compareAndDelete(k cellKey, c *cell) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tab := t.tab.Load()
+	if tab == nil {
+		return false
+	}
+	for i := k.hash() & tab.mask; ; i = (i + 1) & tab.mask {
+		switch old := tab.s[i].Load(); {
+		case old == nil:
+			return false
+		case old == c:
+			tab.s[i].Store(tombstone)
+			t.live--
+			return true
+		}
+	}
+}
+
+// all returns every cell, copied out so that the caller may retire them.
+func (t *cellTable) all() []*cell {
+	tab := t.tab.Load()
+	if tab == nil {
+		return nil
+	}
+	var cells []*cell
+	for i := range tab.s {
+		if c := tab.s[i].Load(); c != nil && c != tombstone {
+			cells = append(cells, c)
+		}
+	}
+	return cells
+}
