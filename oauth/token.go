@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxLifetime bounds the lifetime a token response may grant. No IdP issues
@@ -131,6 +132,12 @@ func field(m map[string]json.RawMessage, key string, v any) error {
 	if !ok {
 		return nil
 	}
+	if sp, ok := v.(*string); ok {
+		if s, ok := plainString(raw); ok {
+			*sp = s
+			return nil
+		}
+	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		return fmt.Errorf("field %q has the wrong type", key)
 	}
@@ -141,8 +148,24 @@ func field(m map[string]json.RawMessage, key string, v any) error {
 // informational fields whose absence would not make a token unusable.
 func optionalString(m map[string]json.RawMessage, key string) string {
 	var s string
-	_ = json.Unmarshal(m[key], &s)
+	_ = field(m, key, &s)
 	return s
+}
+
+// plainString returns the value of raw, a JSON string from a body already
+// validated as a whole, when it holds no escapes and valid UTF-8, as nearly
+// every token does: it is then the bytes between the quotes. A second pass
+// of encoding/json over an access token of a few kilobytes was the largest
+// cost of reading a token response. Anything else is left to encoding/json.
+func plainString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	s := raw[1 : len(raw)-1]
+	if bytes.IndexByte(s, '\\') >= 0 || !utf8.Valid(s) {
+		return "", false
+	}
+	return string(s), true
 }
 
 // decodeObject parses body as one JSON object. The error says what is wrong
