@@ -53,6 +53,7 @@ type options struct {
 	lifetime    time.Duration
 	threshold   time.Duration
 	cpuProfile  string
+	tokenBytes  int
 }
 
 const usageText = `Usage:
@@ -96,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if o.cpuProfile != "" {
+	if o.cpuProfile != "" && o.scenario != "scale" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
 			return err
@@ -149,9 +150,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (tables go to stderr)")
 	fs.DurationVar(&o.idpDelay, "idp-delay", 20*time.Millisecond, "herd and storm: how long the fake IdP takes to answer")
 	fs.IntVar(&o.credentials, "credentials", 0, "scale and storm: number of credentials (default 100000 for scale, 10000 for storm)")
+	fs.IntVar(&o.tokenBytes, "token-bytes", 1400, "scale: length of each access token (Entra ID user tokens run 1-2.5 KB)")
 	fs.DurationVar(&o.lifetime, "lifetime", 20*time.Second, "storm: token lifetime the IdP grants")
 	fs.DurationVar(&o.threshold, "threshold", 0, "storm: refresh threshold (default half the lifetime)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file` (the whole broker with --topology inproc)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file` (the whole broker with --topology inproc; scale: `file`.warm, and `file`.one and `file`.many, the first cache-hit run of each)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -174,6 +176,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--conns and --rounds must be at least 1")
 	case o.credentials < 0 || o.idpDelay < 0 || o.lifetime <= 0 || o.threshold < 0:
 		return nil, errors.New("--credentials, --idp-delay and --threshold must not be negative, --lifetime must be positive")
+	case o.tokenBytes < 64 || o.tokenBytes > 16384:
+		return nil, errors.New("--token-bytes must be between 64 and 16384")
 	}
 	if o.threshold == 0 {
 		o.threshold = o.lifetime / 2
@@ -200,6 +204,6 @@ func (o *options) describe() map[string]any {
 		"topology": o.topology, "scenario": o.scenario, "duration": o.duration.String(),
 		"warmup": o.warmup.String(), "conns": o.conns, "rounds": o.rounds, "concurrency": o.concurrency,
 		"idp_delay": o.idpDelay.String(), "credentials": o.credentials,
-		"lifetime": o.lifetime.String(), "threshold": o.threshold.String(),
+		"lifetime": o.lifetime.String(), "threshold": o.threshold.String(), "token_bytes": o.tokenBytes,
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"regexp"
@@ -38,6 +39,35 @@ func TestInprocSmoke(t *testing.T) {
 	}
 }
 
+// TestScaleSmoke runs the scale scenario over a few hundred credentials and
+// checks what it reports: every credential warmed with one IdP call and
+// held, and both cache-hit runs answered. No timing is asserted.
+func TestScaleSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errs bytes.Buffer
+	err := run(ctx, []string{"--scenario", "scale", "--credentials", "300", "--token-bytes", "1500",
+		"--duration", "100ms", "--warmup", "20ms", "--json"}, &out, &errs)
+	if err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, errs.String())
+	}
+	var res Results
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || res.Scale == nil {
+		t.Fatalf("JSON output: %v\n%s", err, out.String())
+	}
+	s := res.Scale
+	if s.Failed != 0 || s.IdPCalls != 300 || s.InMemory != 301 || s.TokenBytes != 1500 {
+		t.Fatalf("warmed: failed %d, IdP calls %d, in memory %d (want 300 + the named one), token bytes %d",
+			s.Failed, s.IdPCalls, s.InMemory, s.TokenBytes)
+	}
+	if s.OneRPS <= 0 || s.ManyRPS <= 0 || s.Ratio <= 0 {
+		t.Fatalf("cache-hit runs: one %.0f, many %.0f req/s, ratio %.2f", s.OneRPS, s.ManyRPS, s.Ratio)
+	}
+	if !strings.Contains(errs.String(), "== scale: 300 username/password credentials, 1500-byte tokens") {
+		t.Fatalf("no scale table on stderr:\n%s", errs.String())
+	}
+}
+
 func TestFlags(t *testing.T) {
 	var errs bytes.Buffer
 	if _, err := parseFlags([]string{"--help"}, &errs); !errors.Is(err, flag.ErrHelp) {
@@ -55,6 +85,7 @@ func TestFlags(t *testing.T) {
 		{"no connections", []string{"--conns", "0"}},
 		{"bad concurrency", []string{"--concurrency", "1,,2"}},
 		{"stray argument", []string{"extra"}},
+		{"tiny tokens", []string{"--token-bytes", "10"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

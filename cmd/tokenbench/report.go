@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-// Targets of issue 7, as ratios measured in the same run.
+// Targets the broker is held to, as ratios measured in the same run
+// (spawning, at least 20,000 credentials/s, is BenchmarkSpawnCredential's).
 const (
 	targetThroughput = 0.9  // broker/echo requests/s at concurrency 64 and 256, at least
 	targetP50        = 1.15 // broker/echo p50 at concurrency 1, at most
@@ -20,7 +21,6 @@ const (
 	targetScale      = 0.9  // cache-hit throughput over N credentials / over one, at least
 	targetStorm      = 1.5  // cache-hit p50 during the storm / before it, at most
 	targetRSS        = 1 << 30
-	targetSpawnRate  = 20000
 )
 
 // Results is everything one invocation measured; --json prints it.

@@ -42,8 +42,13 @@ const (
 var namedBody = []byte(`{"credential":"` + benchCredential + `"}`)
 
 // userBody is the request of username/password caller user%d.
-func userBody(i int) []byte {
-	return []byte(`{"username":"user` + strconv.Itoa(i) + `","password":"` + userPassword + `"}`)
+func userBody(i int) []byte { return appendUserBody(nil, i) }
+
+// appendUserBody appends the request of user%d to dst.
+func appendUserBody(dst []byte, i int) []byte {
+	dst = append(dst, `{"username":"user`...)
+	dst = strconv.AppendInt(dst, int64(i), 10)
+	return append(append(append(dst, `","password":"`...), userPassword...), `"}`...)
 }
 
 // startNATS starts a bare NATS server on listen (host:port, port 0 for a
@@ -121,6 +126,9 @@ type backendOptions struct {
 	users     int           // username/password users user0..user{n-1} known to the IdP
 	lifetime  time.Duration // token lifetime the IdP grants (default 1h)
 	threshold time.Duration // refresh threshold (default 10m; halved for short lifetimes)
+	// memory, when set, is the default profile's IdP, in the broker's HTTP
+	// client (the named credential still uses the fake IdP over HTTP).
+	memory *memoryIdP
 }
 
 // backend is what sits behind NATS: the fake IdP, the broker and the echo
@@ -161,13 +169,18 @@ func startBackend(natsURL string, o backendOptions) (_ *backend, err error) {
 	cfg.NATSURL, cfg.HTTPAddr = natsURL, ""
 	cfg.Default = config.Credential{Name: config.DefaultName, Grant: config.GrantPassword,
 		TokenEndpoint: b.idp.v1URL(), ClientID: publicClient, Resource: benchResource, RefreshThreshold: o.threshold}
+	var bo broker.Options
+	if o.memory != nil {
+		cfg.Default.TokenEndpoint = o.memory.url()
+		bo.IdPHTTPClient = &http.Client{Transport: o.memory}
+	}
 	cfg.Credentials = []config.Credential{{Name: benchCredential, Grant: config.GrantClientCredentials,
 		TokenEndpoint: b.idp.v2URL(), ClientID: benchCredential, ClientSecret: benchSecret,
 		Scope: benchResource + "/.default", RefreshThreshold: o.threshold, KeepWarm: true}}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if b.broker, err = broker.Start(cfg, broker.Options{}); err != nil {
+	if b.broker, err = broker.Start(cfg, bo); err != nil {
 		return nil, err
 	}
 	if b.echoConn, err = nats.Connect(natsURL, nats.Name("tokenbench-echo")); err != nil {
