@@ -5,8 +5,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/clock"
 )
 
 // testKey is a user cell key as the Router makes them: a keyed hash.
@@ -189,5 +191,76 @@ func TestUserKeyMatchesCredentialIDAndVerifier(t *testing.T) {
 		_ = keys.userVerifier(u, "pw")
 	}); allocs != 0 {
 		t.Fatalf("%v allocations for a user's key and verifier", allocs)
+	}
+}
+
+func TestPublishedSnapshotsAreFoundByKey(t *testing.T) {
+	keys := newTestKeyring(t)
+	var tab cellTable
+	a, b := testKey(t, keys, 1), testKey(t, keys, 2)
+	ca, _ := tab.loadOrStore(a, func() *cell { return &cell{key: a} })
+	cb, _ := tab.loadOrStore(b, func() *cell { return &cell{key: b} })
+	if tab.snapshot(a) != nil {
+		t.Fatal("a snapshot before any was published")
+	}
+	s1 := &snapshot{key: a}
+	tab.publish(ca, s1)
+	tab.publish(cb, &snapshot{key: b})
+	if got := tab.snapshot(a); got != s1 || ca.snap.Load() != s1 {
+		t.Fatalf("snapshot of a: %p, want %p", got, s1)
+	}
+	// A hit's stamp on the old snapshot survives its replacement.
+	s1.lastUsed.Store(12345)
+	s2 := &snapshot{key: a}
+	tab.publish(ca, s2)
+	if got := tab.snapshot(a); got != s2 {
+		t.Fatalf("after a second publish: %p, want %p", got, s2)
+	}
+	if got := ca.lastUse().UnixNano(); got != 12345 {
+		t.Fatalf("last use %d, want the old snapshot's 12345", got)
+	}
+	// Snapshots move with their cells through rehashes.
+	for i := 3; i < 400; i++ {
+		k := testKey(t, keys, i)
+		tab.loadOrStore(k, func() *cell { return &cell{key: k} })
+	}
+	if tab.snapshot(a) != s2 || tab.snapshot(b) == nil {
+		t.Fatal("snapshots lost in a rehash")
+	}
+	tab.publish(ca, nil)
+	if tab.snapshot(a) != nil {
+		t.Fatal("a withdrawn snapshot is still found")
+	}
+	// A retired cell's slot forgets its snapshot, and a late publish by
+	// its actor changes nothing.
+	tab.compareAndDelete(b, cb)
+	if tab.snapshot(b) != nil {
+		t.Fatal("a deleted cell's snapshot is still found")
+	}
+	tab.publish(cb, &snapshot{key: b})
+	if tab.snapshot(b) != nil {
+		t.Fatal("a publish after the cell left the table is found")
+	}
+}
+
+func TestCacheHitsCountAsUse(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+	h := newHarness(t, harnessOpts{clock: clk})
+	req := user(testPassword)
+	h.mustToken(req, tokenbroker.ActionNew)
+	var tg target
+	if err := h.router.resolve(&req, &tg); err != nil {
+		t.Fatal(err)
+	}
+	c, ok := h.router.cells.load(tg.key)
+	if !ok {
+		t.Fatal("no cell after the first request")
+	}
+	clk.Advance(20 * time.Minute)
+	if _, ok := h.router.AppendCached(nil, &req); !ok {
+		t.Fatal("not a cache hit")
+	}
+	if got := c.lastUse(); !got.Equal(clk.Now()) {
+		t.Fatalf("last use %v, want the hit's %v", got, clk.Now())
 	}
 }

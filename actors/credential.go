@@ -90,7 +90,7 @@ func (a *credential) Receive(ctx *actor.Context) {
 			return
 		}
 		now := a.r.now()
-		a.c.touch(now)
+		touch(&a.c.lastUsed, now)
 		a.serve(m, now)
 	case fetchDone:
 		a.fetched(m)
@@ -294,7 +294,7 @@ func (a *credential) fetched(d fetchDone) {
 		// The password that got the token is no longer accepted: stop
 		// handing out what it obtained.
 		a.tok, a.rt = nil, ""
-		a.c.snap.Store(nil)
+		a.r.cells.publish(a.c, nil)
 		if st := a.r.opts.Store; st != nil {
 			go func(ctx context.Context, id string) { _ = st.Delete(ctx, id) }(a.r.ctx, a.c.id)
 		}
@@ -378,6 +378,7 @@ func (a *credential) adopt(rec *store.Record, now time.Time) {
 func (a *credential) install(tok *oauth.Token, now time.Time) {
 	thr := a.spec.threshold(tok.Lifetime)
 	s := &snapshot{
+		key:        a.c.key,
 		expiry:     tok.Expiry,
 		freshUntil: tok.Expiry.Add(-thr),
 		verifier:   a.verifier,
@@ -388,7 +389,7 @@ func (a *credential) install(tok *oauth.Token, now time.Time) {
 	a.tok = tok
 	a.failures = 0
 	a.refreshAt = refreshTime(tok.Expiry, now, thr)
-	a.c.snap.Store(s)
+	a.r.cells.publish(a.c, s)
 }
 
 // load reads the credential's stored record when the actor starts, so a
@@ -468,7 +469,7 @@ func (a *credential) warm(now time.Time) bool {
 }
 
 func (a *credential) idle(now time.Time) bool {
-	return now.Sub(time.Unix(0, a.c.lastUsed.Load())) >= a.r.opts.IdleTimeout
+	return now.Sub(a.c.lastUse()) >= a.r.opts.IdleTimeout
 }
 
 // canRefresh reports whether the credential can get a new token with no
@@ -487,7 +488,7 @@ func (a *credential) schedule(now time.Time) {
 		a.c.nextRefresh.Store(0)
 	}
 	if a.user || !a.spec.KeepWarm {
-		idleAt := time.Unix(0, a.c.lastUsed.Load()).Add(a.r.opts.IdleTimeout)
+		idleAt := a.c.lastUse().Add(a.r.opts.IdleTimeout)
 		if next.IsZero() || idleAt.Before(next) {
 			next = idleAt
 		}

@@ -100,9 +100,10 @@ type namedCredential struct {
 // leaving memory; senders hold mu's read lock, so once retired is set no
 // message can reach the leaving actor.
 type cell struct {
-	// What a cache hit reads and writes comes first, in one cache line.
-	snap     atomic.Pointer[snapshot]
-	lastUsed atomic.Int64 // Unix nanoseconds of the last request
+	snap atomic.Pointer[snapshot] // also in the cell's table slot, where hits read it
+	// lastUsed is the Unix nanoseconds of the last request the actor saw;
+	// cache hits stamp the snapshot instead (see lastUse).
+	lastUsed atomic.Int64
 
 	key cellKey
 	id  string // credential_id
@@ -122,6 +123,8 @@ type cell struct {
 // pointed to: on a hit over many credentials every separate object is one
 // more likely miss in the CPU's caches.
 type snapshot struct {
+	key        cellKey
+	lastUsed   atomic.Int64 // Unix nanoseconds of the last hit it served, stamped at most every 50 ms
 	expiry     time.Time
 	freshUntil time.Time // expiry less the refresh threshold
 	verifier   Verifier  // user credentials: the password that got the token
@@ -140,13 +143,34 @@ func (s *snapshot) serves(req *tokenbroker.Request, v *Verifier, now time.Time) 
 	return !s.user || s.verifier.Equal(*v)
 }
 
-// touch records a use, writing only when the clock moved on noticeably, so
-// that concurrent cache hits do not all write the same cache line.
-func (c *cell) touch(now time.Time) {
+// touch records a use at now in a, writing only when the clock moved on
+// noticeably, so that concurrent cache hits do not all write the same
+// cache line.
+func touch(a *atomic.Int64, now time.Time) {
 	n := now.UnixNano()
-	if n-c.lastUsed.Load() > int64(50*time.Millisecond) {
-		c.lastUsed.Store(n)
+	if n-a.Load() > int64(50*time.Millisecond) {
+		a.Store(n)
 	}
+}
+
+// used records a use at n (Unix nanoseconds) unless a later one is known.
+func (c *cell) used(n int64) {
+	for {
+		old := c.lastUsed.Load()
+		if n <= old || c.lastUsed.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// lastUse is when the credential was last asked for: by a request its
+// actor saw, or by a cache hit on its snapshot.
+func (c *cell) lastUse() time.Time {
+	n := c.lastUsed.Load()
+	if s := c.snap.Load(); s != nil {
+		n = max(n, s.lastUsed.Load())
+	}
+	return time.Unix(0, n)
 }
 
 // NewRouter returns a Router over opts. Start nothing: actors are spawned on
@@ -254,15 +278,11 @@ func (r *Router) resolve(req *tokenbroker.Request, t *target) *tokenbroker.Error
 
 // snapshotFor returns the snapshot that may answer t's request, if any.
 func (r *Router) snapshotFor(req *tokenbroker.Request, t *target, now time.Time) *snapshot {
-	c, ok := r.cells.load(t.key)
-	if !ok {
-		return nil
-	}
-	s := c.snap.Load()
+	s := r.cells.snapshot(t.key)
 	if s == nil || !s.serves(req, &t.v, now) {
 		return nil
 	}
-	c.touch(now)
+	touch(&s.lastUsed, now)
 	return s
 }
 
