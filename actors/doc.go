@@ -4,8 +4,9 @@
 // username of the default profile) is a hollywood actor that owns its token,
 // its refresh token and its refresh timer. It is the only writer of that
 // state; it publishes a read-only snapshot of it (an atomic pointer in the
-// credential's cell) from which the Router answers cache hits on the
-// transport's own goroutine, without a hop through the actor. Everything
+// credential's slot of the Router's table) from which the Router answers
+// cache hits on the transport's own goroutine, without a hop through the
+// actor, a lock or an allocation. Everything
 // else — a cold credential, a token inside its refresh threshold, a password
 // that does not match, a forced refresh — goes to the actor, which makes at
 // most one IdP call at a time and answers every caller waiting on it from
