@@ -19,7 +19,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -97,16 +96,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if o.cpuProfile != "" && o.scenario != "scale" {
-		f, err := os.Create(o.cpuProfile)
+	if o.cpuProfile != "" && o.scenario != "scale" { // scale profiles its phases
+		stop, err := startProfile(o.cpuProfile)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	out := stdout
 	if o.json {

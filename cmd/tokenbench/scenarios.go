@@ -249,20 +249,11 @@ func runScale(ctx context.Context, o *options, out io.Writer) (*ScaleResult, err
 	r.RSSBefore, r.HeapBefore = memory()
 
 	progress(os.Stderr, "scale: warming %d credentials, %d requests in flight", n, warmInFlight)
-	var stop func() error
-	if o.cpuProfile != "" {
-		if stop, err = startProfile(o.cpuProfile + ".warm"); err != nil {
-			return nil, err
-		}
-	}
 	var ferr error
-	r.WarmTime, r.Failed, ferr = warm(ctx, e.conns, n)
-	r.WarmRate = float64(n) / r.WarmTime.Seconds()
-	if stop != nil {
-		if err := stop(); err != nil {
-			return nil, err
-		}
+	if err := profiled(o.cpuProfile, ".warm", func() { r.WarmTime, r.Failed, ferr = warm(ctx, e.conns, n) }); err != nil {
+		return nil, err
 	}
+	r.WarmRate = float64(n) / r.WarmTime.Seconds()
 	r.IdPCalls = idp.calls.Load()
 	r.InMemory = e.backend.broker.Router().Credentials()
 	r.RSSAfter, r.HeapAfter = memory()
@@ -275,24 +266,18 @@ func runScale(ctx context.Context, o *options, out io.Writer) (*ScaleResult, err
 	var oneRes, manyRes []Result
 	for round := range scaleRounds {
 		progress(os.Stderr, "scale: cache hits at concurrency %d, one credential then %d", scaleConc, n)
-		profile := o.cpuProfile != "" && round == 0
-		for _, t := range []Target{one, many} {
-			var stop func() error
-			if profile {
-				if stop, err = startProfile(o.cpuProfile + "." + t.Name); err != nil {
-					return nil, err
-				}
-			}
-			res := runLoad(ctx, e.conns, t, scaleConc, o.warmup, o.duration)
-			if stop != nil {
-				if err := stop(); err != nil {
-					return nil, err
-				}
-			}
-			if t.Name == "one" {
-				oneRes = append(oneRes, res)
-			} else {
-				manyRes = append(manyRes, res)
+		profile := o.cpuProfile
+		if round > 0 {
+			profile = "" // the first round's profiles are enough to compare
+		}
+		for _, run := range []struct {
+			t   Target
+			res *[]Result
+		}{{one, &oneRes}, {many, &manyRes}} {
+			if err := profiled(profile, "."+run.t.Name, func() {
+				*run.res = append(*run.res, runLoad(ctx, e.conns, run.t, scaleConc, o.warmup, o.duration))
+			}); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -319,6 +304,21 @@ func runScale(ctx context.Context, o *options, out io.Writer) (*ScaleResult, err
 	fmt.Fprintf(tw, "ratio\t%.2f\t(target >= %.1f: %s)\n", r.Ratio, targetScale, verdict(r.Ratio >= targetScale))
 	tw.Flush()
 	return r, ctx.Err()
+}
+
+// profiled runs fn under a CPU profile written to path+suffix; with an
+// empty path it just runs fn.
+func profiled(path, suffix string, fn func()) error {
+	if path == "" {
+		fn()
+		return nil
+	}
+	stop, err := startProfile(path + suffix)
+	if err != nil {
+		return err
+	}
+	fn()
+	return stop()
 }
 
 // startProfile starts a CPU profile into path; stop ends it and closes the file.
