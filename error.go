@@ -19,6 +19,28 @@ const (
 	CodeInternal       = http.StatusInternalServerError   // 500: a bug; never expected
 )
 
+// OAuth error codes: the "error" field of an error reply, and of an IdP's
+// error response. The first group is RFC 6749 section 5.2 (and 4.1.2.1);
+// the broker passes an IdP's own code through unchanged, so any string can
+// appear, but the broker itself writes only these.
+const (
+	OAuthInvalidRequest         = "invalid_request"
+	OAuthInvalidClient          = "invalid_client"
+	OAuthInvalidGrant           = "invalid_grant"
+	OAuthUnauthorizedClient     = "unauthorized_client"
+	OAuthUnsupportedGrantType   = "unsupported_grant_type"
+	OAuthInvalidScope           = "invalid_scope"
+	OAuthAccessDenied           = "access_denied"
+	OAuthServerError            = "server_error"
+	OAuthTemporarilyUnavailable = "temporarily_unavailable"
+	// OAuthInteractionRequired is OpenID Connect's: the user must sign in
+	// again (Azure AD sends it for MFA and consent).
+	OAuthInteractionRequired = "interaction_required"
+	// OAuthUnknownCredential is the broker's own: no credential of that
+	// name (404).
+	OAuthUnknownCredential = "unknown_credential"
+)
+
 // Error is the one error a caller sees. OAuth is the RFC 6749 error string
 // ("invalid_grant", "invalid_request", ...) and Description its
 // error_description; for IdP rejections both are the IdP's own words, passed
@@ -51,9 +73,27 @@ func AsError(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
-	return &Error{Code: CodeInternal, OAuth: "server_error", Description: "internal error"}
+	return &Error{Code: CodeInternal, OAuth: OAuthServerError, Description: "internal error"}
 }
 
 // ErrorCode returns the contract code of err: its Code when it is an *Error,
 // else CodeInternal.
 func ErrorCode(err error) int { return AsError(err).Code }
+
+// OAuthFor is the OAuth error code that goes with a contract code when
+// nothing more precise is known: for an answer that carried a code but no
+// body, say.
+func OAuthFor(code int) string {
+	switch code {
+	case CodeInvalidRequest, CodeTooLarge:
+		return OAuthInvalidRequest
+	case CodeRejected:
+		return OAuthInvalidGrant
+	case CodeNotFound:
+		return OAuthUnknownCredential
+	case CodeUnavailable, CodeTimeout:
+		return OAuthTemporarilyUnavailable
+	default:
+		return OAuthServerError
+	}
+}

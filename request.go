@@ -45,13 +45,13 @@ func (r *Request) IsPassword() bool { return r.Username != "" }
 func DecodeRequest(data []byte) (Request, error) {
 	var r Request
 	if len(data) > MaxRequestBytes {
-		return r, Errorf(CodeTooLarge, "invalid_request", "request is %d bytes, over the limit of %d", len(data), MaxRequestBytes)
+		return r, Errorf(CodeTooLarge, OAuthInvalidRequest, "request is %d bytes, over the limit of %d", len(data), MaxRequestBytes)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return r, Errorf(CodeInvalidRequest, "invalid_request", "empty request: send a JSON object with username and password, or credential")
+		return r, Errorf(CodeInvalidRequest, OAuthInvalidRequest, "empty request: send a JSON object with username and password, or credential")
 	}
 	if !utf8.Valid(data) {
-		return r, Errorf(CodeInvalidRequest, "invalid_request", "request is not valid UTF-8")
+		return r, Errorf(CodeInvalidRequest, OAuthInvalidRequest, "request is not valid UTF-8")
 	}
 	if fast, ok := decodeFast(data); ok {
 		if err := fast.Validate(); err != nil {
@@ -60,7 +60,7 @@ func DecodeRequest(data []byte) (Request, error) {
 		return fast, nil
 	}
 	if err := json.Unmarshal(data, &r); err != nil {
-		return Request{}, Errorf(CodeInvalidRequest, "invalid_request", "malformed JSON: %s", describeJSONError(err))
+		return Request{}, Errorf(CodeInvalidRequest, OAuthInvalidRequest, "malformed JSON: %s", describeJSONError(err))
 	}
 	if err := r.Validate(); err != nil {
 		return Request{}, err
@@ -71,7 +71,7 @@ func DecodeRequest(data []byte) (Request, error) {
 // Validate checks the request's fields against each other and their bounds.
 func (r *Request) Validate() error {
 	bad := func(format string, args ...any) error {
-		return Errorf(CodeInvalidRequest, "invalid_request", format, args...)
+		return Errorf(CodeInvalidRequest, OAuthInvalidRequest, format, args...)
 	}
 	switch {
 	case r.Username != "" && r.Credential != "":

@@ -115,8 +115,9 @@ func warmUsers(b *testing.B, h *harness, n int) []tokenbroker.Request {
 		}
 		cells[i] = r.cellFor(t.key, t.id(), t.spec)
 		r.opts.Engine.Send(cells[i].pid, loaded{rec: &store.Record{
-			CredentialID: t.id(), AccessToken: "eyJ0eXAiOiJKV1QifQ." + pad + "." + strconv.Itoa(i), TokenType: "Bearer",
-			Expiry: exp, Lifetime: time.Hour, Verifier: t.v[:], ObtainedAt: exp.Add(-time.Hour),
+			CredentialID: t.id(),
+			Token:        tokenbroker.Token{AccessToken: "eyJ0eXAiOiJKV1QifQ." + pad + "." + strconv.Itoa(i), TokenType: "Bearer", Expiry: exp, Lifetime: time.Hour},
+			Verifier:     t.v[:], ObtainedAt: exp.Add(-time.Hour),
 		}})
 	}
 	testkit.Eventually(b, waitFor, func() error {

@@ -167,10 +167,7 @@ func (j *fetchJob) acceptable(rec *store.Record) bool {
 // record is what the store keeps of tok: the newest refresh token, and for
 // a user the verifier of the password that obtained it.
 func (j *fetchJob) record(tok *oauth.Token) *store.Record {
-	rec := &store.Record{
-		CredentialID: j.id, AccessToken: tok.AccessToken, TokenType: tok.TokenType,
-		RefreshToken: tok.RefreshToken, Expiry: tok.Expiry, Lifetime: tok.Lifetime, ObtainedAt: j.now(),
-	}
+	rec := &store.Record{CredentialID: j.id, Token: tok.Token, RefreshToken: tok.RefreshToken, ObtainedAt: j.now()}
 	if rec.RefreshToken == "" && j.f.grant == grantRefresh {
 		rec.RefreshToken = j.rt.Reveal() // the IdP did not rotate it
 	}
@@ -201,6 +198,5 @@ func (j *fetchJob) call() (*oauth.Token, error) {
 
 // tokenOf turns a stored record back into a token.
 func tokenOf(rec *store.Record) *oauth.Token {
-	return &oauth.Token{AccessToken: rec.AccessToken, TokenType: rec.TokenType, RefreshToken: rec.RefreshToken,
-		Expiry: rec.Expiry, Lifetime: rec.Lifetime}
+	return &oauth.Token{Token: rec.Token, RefreshToken: rec.RefreshToken}
 }

@@ -153,44 +153,44 @@ func TestTokenResponses(t *testing.T) {
 		{
 			name: "azure v1: lifetimes as strings, expires_on preferred",
 			body: fmt.Sprintf(`{"token_type":"Bearer","scope":"user_impersonation","expires_in":"3599","ext_expires_in":"3599","expires_on":"%d","not_before":"%d","resource":"https://r","access_token":"AT","refresh_token":"RT"}`, now+3601, now-1),
-			want: Token{AccessToken: "AT", TokenType: "Bearer", RefreshToken: "RT", Expiry: time.Unix(now+3601, 0), Lifetime: 3599 * time.Second,
-				ExtExpiresIn: 3599 * time.Second, Scope: "user_impersonation", Resource: "https://r"},
+			want: Token{Token: tokenbroker.Token{AccessToken: "AT", TokenType: "Bearer", Expiry: time.Unix(now+3601, 0), Lifetime: 3599 * time.Second},
+				RefreshToken: "RT", ExtExpiresIn: 3599 * time.Second, Scope: "user_impersonation", Resource: "https://r"},
 		},
 		{
 			name: "azure v2: numbers, no refresh token",
 			body: goodV2,
-			want: Token{AccessToken: "AT", TokenType: "Bearer", Expiry: fixedNow.Add(3599 * time.Second), Lifetime: 3599 * time.Second,
+			want: Token{Token: tokenbroker.Token{AccessToken: "AT", TokenType: "Bearer", Expiry: fixedNow.Add(3599 * time.Second), Lifetime: 3599 * time.Second},
 				ExtExpiresIn: 3599 * time.Second, Scope: "api://x/.default"},
 		},
 		{
 			name: "expires_on numeric and preferred",
 			body: fmt.Sprintf(`{"access_token":"AT","expires_in":3600,"expires_on":%d}`, now+3500),
-			want: Token{AccessToken: "AT", TokenType: "Bearer", Expiry: time.Unix(now+3500, 0), Lifetime: time.Hour},
+			want: Token{Token: tokenbroker.Token{AccessToken: "AT", TokenType: "Bearer", Expiry: time.Unix(now+3500, 0), Lifetime: time.Hour}},
 		},
 		{
 			name: "expires_on disagrees wildly (skewed clock): expires_in from local now wins",
 			body: fmt.Sprintf(`{"access_token":"AT","expires_in":"3600","expires_on":"%d"}`, now+2*3600),
-			want: Token{AccessToken: "AT", TokenType: "Bearer", Expiry: fixedNow.Add(time.Hour), Lifetime: time.Hour},
+			want: Token{Token: tokenbroker.Token{AccessToken: "AT", TokenType: "Bearer", Expiry: fixedNow.Add(time.Hour), Lifetime: time.Hour}},
 		},
 		{
 			name: "expires_on already past on our clock: expires_in wins",
 			body: fmt.Sprintf(`{"access_token":"AT","expires_in":"600","expires_on":"%d"}`, now-3600),
-			want: Token{AccessToken: "AT", TokenType: "Bearer", Expiry: fixedNow.Add(600 * time.Second), Lifetime: 600 * time.Second},
+			want: Token{Token: tokenbroker.Token{AccessToken: "AT", TokenType: "Bearer", Expiry: fixedNow.Add(600 * time.Second), Lifetime: 600 * time.Second}},
 		},
 		{
 			name: "only expires_on: lifetime derived",
 			body: fmt.Sprintf(`{"access_token":"AT","expires_on":"%d"}`, now+1800),
-			want: Token{AccessToken: "AT", TokenType: "Bearer", Expiry: time.Unix(now+1800, 0), Lifetime: 1800 * time.Second},
+			want: Token{Token: tokenbroker.Token{AccessToken: "AT", TokenType: "Bearer", Expiry: time.Unix(now+1800, 0), Lifetime: 1800 * time.Second}},
 		},
 		{
 			name: "lowercase bearer, float lifetime, scope array, junk ext_expires_in",
 			body: `{"access_token":"AT","token_type":"bearer","expires_in":3600.0,"scope":["a","b"],"ext_expires_in":true}`,
-			want: Token{AccessToken: "AT", TokenType: "Bearer", Expiry: fixedNow.Add(time.Hour), Lifetime: time.Hour, Scope: "a b"},
+			want: Token{Token: tokenbroker.Token{AccessToken: "AT", TokenType: "Bearer", Expiry: fixedNow.Add(time.Hour), Lifetime: time.Hour}, Scope: "a b"},
 		},
 		{
 			name: "other token type kept, null refresh token",
 			body: `{"access_token":"AT","token_type":"pop","expires_in":"60","refresh_token":null}`,
-			want: Token{AccessToken: "AT", TokenType: "pop", Expiry: fixedNow.Add(time.Minute), Lifetime: time.Minute},
+			want: Token{Token: tokenbroker.Token{AccessToken: "AT", TokenType: "pop", Expiry: fixedNow.Add(time.Minute), Lifetime: time.Minute}},
 		},
 	}
 	for _, tc := range tests {
@@ -539,7 +539,7 @@ func TestErrorsHoldNoSecret(t *testing.T) {
 }
 
 func TestTokenStringRedacts(t *testing.T) {
-	tok := &Token{AccessToken: "AT-secret", RefreshToken: "RT-secret", TokenType: "Bearer", Expiry: fixedNow, Lifetime: time.Hour}
+	tok := &Token{Token: tokenbroker.Token{AccessToken: "AT-secret", TokenType: "Bearer", Expiry: fixedNow, Lifetime: time.Hour}, RefreshToken: "RT-secret"}
 	var buf strings.Builder
 	fmt.Fprintf(&buf, "%v %+v %#v %s", tok, tok, tok, tok.LogValue())
 	if s := buf.String(); strings.Contains(s, "AT-secret") || strings.Contains(s, "RT-secret") {

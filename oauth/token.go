@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tokenbroker/tokenbroker"
 )
 
 // MaxLifetime bounds the lifetime a token response may grant. No IdP issues
@@ -27,32 +29,26 @@ const MaxClockSkew = 5 * time.Minute
 // its String, GoString and LogValue methods redact them, but the fields do
 // not, so never log a field.
 type Token struct {
-	// AccessToken is the token to send in an Authorization header. Never
-	// empty in a Token a Client returns.
-	AccessToken string
-	// TokenType is the token_type the IdP sent, "Bearer" when it sent none
-	// (and "Bearer" for any casing of it, as RFC 6750 headers want).
-	TokenType string
+	// Token is the access token, its type, expiry and lifetime: the shape
+	// the broker holds and serves. A Client's Token always has a non-empty
+	// AccessToken; TokenType is the token_type the IdP sent, "Bearer" when
+	// it sent none (and for any casing of it, as RFC 6750 headers want).
+	// Expiry comes from expires_on when the IdP sent it and it agrees with
+	// now+expires_in within MaxClockSkew (expires_on is exact, while
+	// expires_in is relative to when the IdP issued the token, some network
+	// time ago); when they disagree by more, the clocks of the IdP and of
+	// this host disagree, and since callers compare Expiry with the local
+	// clock, Expiry is the local receipt time plus expires_in. It is never
+	// zero: a token whose expiry is unknown is an unusable response, not a
+	// token that never expires. Lifetime is expires_in as sent, or, when
+	// only expires_on was sent, the time from receipt to expires_on, in
+	// whole seconds: always positive and at most MaxLifetime.
+	tokenbroker.Token
 	// RefreshToken is the refresh_token the IdP issued, "" when it issued
 	// none (client_credentials, a v2 request without offline_access, or an
 	// IdP that does not rotate). After a refresh with no new refresh token
 	// the caller keeps using its old one.
 	RefreshToken string
-	// Expiry is when the access token expires, as an absolute time on the
-	// local clock. It comes from expires_on when the IdP sent it and it
-	// agrees with now+expires_in within MaxClockSkew (expires_on is exact,
-	// while expires_in is relative to when the IdP issued the token, some
-	// network time ago). When they disagree by more, the clocks of the IdP
-	// and of this host disagree, and since callers compare Expiry with the
-	// local clock, Expiry is the local receipt time plus expires_in. Never
-	// zero in a Token a Client returns: a token whose expiry is unknown is
-	// an unusable response, not a token that never expires.
-	Expiry time.Time
-	// Lifetime is expires_in as sent, or, when only expires_on was sent, the
-	// time from receipt to expires_on, in whole seconds. Always positive and
-	// at most MaxLifetime. It is the lifetime the IdP granted, for callers
-	// that schedule refreshes as a fraction of it.
-	Lifetime time.Duration
 	// ExtExpiresIn is Azure AD's ext_expires_in: how long, from receipt, the
 	// token stays accepted by resources during an Azure AD outage. 0 when
 	// absent or unparsable.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/tokenbroker/tokenbroker"
 )
 
 // FuzzOpen feeds arbitrary stored values to the envelope decoder and the
@@ -15,7 +17,7 @@ func FuzzOpen(f *testing.F) {
 		f.Fatal(err)
 	}
 	s := &Store{keys: keys, bucket: "b"}
-	good, err := s.encode(&Record{CredentialID: "c", AccessToken: "t"})
+	good, err := s.encode(&Record{CredentialID: "c", Token: tokenbroker.Token{AccessToken: "t"}})
 	if err != nil {
 		f.Fatal(err)
 	}

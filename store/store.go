@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tokenbroker/tokenbroker"
 )
 
 // Defaults of Options.
@@ -73,18 +75,12 @@ type Record struct {
 	// CredentialID is the credential's id, the key of the record in the
 	// bucket: a named credential's name or a "u-<hex>" user id.
 	CredentialID string
-	// AccessToken is the access token.
-	AccessToken string
-	// TokenType is the token type, usually "Bearer".
-	TokenType string
+	// Token is the access token, its type, expiry and lifetime. The zero
+	// Expiry means the IdP gave no expiry; Lifetime is kept to schedule
+	// refreshes relative to it.
+	tokenbroker.Token
 	// RefreshToken is the refresh token, "" when the IdP granted none.
 	RefreshToken string
-	// Expiry is when the access token expires; the zero time means the IdP
-	// gave no expiry.
-	Expiry time.Time
-	// Lifetime is the lifetime the IdP granted (expires_in), kept to
-	// schedule refreshes relative to it.
-	Lifetime time.Duration
 	// Verifier is, for a username/password credential, the keyed hash of
 	// the password that obtained the token (never the password itself), so
 	// a request can be served from the stored token only with the same
@@ -474,11 +470,8 @@ func (s *Store) decode(credentialID string, value []byte, rev uint64) (*Record, 
 	}
 	return &Record{
 		CredentialID: credentialID,
-		AccessToken:  j.AccessToken,
-		TokenType:    j.TokenType,
+		Token:        tokenbroker.Token{AccessToken: j.AccessToken, TokenType: j.TokenType, Expiry: j.Expiry, Lifetime: j.Lifetime},
 		RefreshToken: j.RefreshToken,
-		Expiry:       j.Expiry,
-		Lifetime:     j.Lifetime,
 		Verifier:     j.Verifier,
 		ObtainedAt:   j.ObtainedAt,
 		Revision:     rev,

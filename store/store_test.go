@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
 	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"github.com/tokenbroker/tokenbroker/store"
@@ -80,11 +81,8 @@ func record(id string) *store.Record {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	return &store.Record{
 		CredentialID: id,
-		AccessToken:  secretAccess,
-		TokenType:    "Bearer",
+		Token:        tokenbroker.Token{AccessToken: secretAccess, TokenType: "Bearer", Expiry: now.Add(time.Hour), Lifetime: time.Hour},
 		RefreshToken: secretRefresh,
-		Expiry:       now.Add(time.Hour),
-		Lifetime:     time.Hour,
 		Verifier:     secretVerifier,
 		ObtainedAt:   now,
 	}
@@ -138,7 +136,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 
 	// A named credential has no verifier and maybe no refresh token.
-	bare := &store.Record{CredentialID: "u-0123abcd", AccessToken: "x", Expiry: time.Unix(1526704330, 0)}
+	bare := &store.Record{CredentialID: "u-0123abcd", Token: tokenbroker.Token{AccessToken: "x", Expiry: time.Unix(1526704330, 0)}}
 	if _, err := s.Put(ctx, bare); err != nil {
 		t.Fatalf("Put bare: %v", err)
 	}
