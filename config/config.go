@@ -144,6 +144,29 @@ func (c *Config) Credential(name string) (Credential, bool) {
 // value. Files that c names (TLS material, NATS credentials, client assertion
 // certificates and keys) must be readable.
 func (c *Config) Validate() error {
+	// In this order: which problem is reported first, when there are
+	// several, is part of what Validate promises.
+	for _, check := range []func() error{
+		c.validateDefault,
+		c.validateAddresses,
+		c.validateKeys,
+		c.validateLimits,
+		c.validatePairs,
+		c.validateFiles,
+		c.validateTimeouts,
+		c.validateLogging,
+		c.validateCredentials,
+	} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateDefault checks the default profile. Without TOKEN_ENDPOINT it is
+// off, so any other of its settings is refused rather than silently unused.
+func (c *Config) validateDefault() error {
 	d := c.Default
 	switch {
 	case d.TokenEndpoint != "":
@@ -165,6 +188,12 @@ func (c *Config) Validate() error {
 	if d.RefreshThreshold < 0 {
 		return settingErr("REFRESH_THRESHOLD", "must not be negative")
 	}
+	return nil
+}
+
+// validateAddresses checks where the broker listens and the subjects it
+// uses.
+func (c *Config) validateAddresses() error {
 	if c.NATSURL == "" {
 		if c.NATSListen == "" {
 			return settingErr("NATS_LISTEN", "must not be empty when NATS_URL is unset (the embedded server needs an address)")
@@ -186,18 +215,35 @@ func (c *Config) Validate() error {
 	if msg := checkSubjectPrefix(c.SubjectPrefix); msg != "" {
 		return settingErr("SUBJECT_PREFIX", "%s", msg)
 	}
+	return nil
+}
+
+// validateKeys checks the keys of the stored token state. A previous key
+// alone is refused: it only serves to read records while rotating to a new
+// one.
+func (c *Config) validateKeys() error {
 	if c.Key != nil && len(c.Key) != KeySize {
 		return settingErr("TOKENBROKER_KEY", "must decode to exactly %d bytes", KeySize)
 	}
 	if c.PreviousKey != nil && c.Key == nil {
 		return settingErr("TOKENBROKER_PREVIOUS_KEY", "is set without TOKENBROKER_KEY: rotation needs the new key")
 	}
+	return nil
+}
+
+func (c *Config) validateLimits() error {
 	if c.IdPMaxConcurrent < 1 || c.IdPMaxConcurrent > 1024 {
 		return settingErr("IDP_MAX_CONCURRENT", "must be between 1 and 1024")
 	}
 	if c.StateReplicas < 1 || c.StateReplicas > 5 {
 		return settingErr("STATE_REPLICAS", "must be between 1 and 5")
 	}
+	return nil
+}
+
+// validatePairs checks the settings that only work together: a user needs
+// its password and a certificate its key, so half a pair is a mistake.
+func (c *Config) validatePairs() error {
 	switch {
 	case c.NATSUser != "" && c.NATSPassword.IsZero():
 		return settingErr("NATS_PASSWORD", "is required when NATS_USER is set")
@@ -212,6 +258,13 @@ func (c *Config) Validate() error {
 	case c.HTTPTLSCert == "" && c.HTTPTLSKey != "":
 		return settingErr("HTTP_TLS_CERT", "is required when HTTP_TLS_KEY is set")
 	}
+	return nil
+}
+
+// validateFiles checks that every file the broker opens at start-up can be
+// read now, so that a typo stops it here with the setting's name rather
+// than deep inside the NATS or TLS set-up.
+func (c *Config) validateFiles() error {
 	for _, f := range []struct{ env, path string }{
 		{"NATS_CONFIG", c.NATSConfig},
 		{"NATS_CREDS", c.NATSCreds},
@@ -229,6 +282,12 @@ func (c *Config) Validate() error {
 			return settingErr(f.env, "%s", msg)
 		}
 	}
+	return nil
+}
+
+// validateTimeouts checks that every bound is positive: zero does not mean
+// "no bound" for any of them.
+func (c *Config) validateTimeouts() error {
 	for _, t := range []struct {
 		env string
 		d   time.Duration
@@ -241,6 +300,10 @@ func (c *Config) Validate() error {
 			return settingErr(t.env, "must be greater than zero, got %s", t.d)
 		}
 	}
+	return nil
+}
+
+func (c *Config) validateLogging() error {
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -251,6 +314,12 @@ func (c *Config) Validate() error {
 	default:
 		return settingErr("LOG_FORMAT", "%q is not one of text, json", c.LogFormat)
 	}
+	return nil
+}
+
+// validateCredentials checks each named credential on its own, then that
+// no two share a name (a name is a subject token and a request's key).
+func (c *Config) validateCredentials() error {
 	seen := make(map[string]bool, len(c.Credentials))
 	for i, cr := range c.Credentials {
 		if _, msg := checkCredential(cr); msg != "" {
@@ -280,6 +349,18 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // checkCredential checks one credential on its own and returns the yaml key
 // at fault and a message naming it, or "", "".
 func checkCredential(c Credential) (key, msg string) {
+	for _, check := range []func(Credential) (string, string){
+		checkCommonKeys, checkKeysOfOtherGrants, checkGrant,
+	} {
+		if key, msg := check(c); msg != "" {
+			return key, msg
+		}
+	}
+	return "", ""
+}
+
+// checkCommonKeys checks the keys every grant needs.
+func checkCommonKeys(c Credential) (key, msg string) {
 	switch {
 	case c.Name == "":
 		return "name", "name is required"
@@ -299,6 +380,12 @@ func checkCredential(c Credential) (key, msg string) {
 	if c.RefreshThreshold < 0 {
 		return "refresh_threshold", "refresh_threshold must not be negative"
 	}
+	return "", ""
+}
+
+// checkKeysOfOtherGrants refuses a key that only another grant uses: it
+// would be silently unused, hiding a wrong grant or a stray key.
+func checkKeysOfOtherGrants(c Credential) (key, msg string) {
 	if c.Grant != GrantPassword {
 		switch {
 		case c.Username != "":
@@ -315,6 +402,11 @@ func checkCredential(c Credential) (key, msg string) {
 			return "private_key_file", "private_key_file is only used with grant client_assertion"
 		}
 	}
+	return "", ""
+}
+
+// checkGrant checks the grant and the keys it needs.
+func checkGrant(c Credential) (key, msg string) {
 	switch c.Grant {
 	case GrantClientCredentials:
 		if c.ClientSecret.IsZero() {

@@ -90,6 +90,31 @@ var natsKeys = map[string]bool{"url": true, "creds_file": true, "nkey_file": tru
 // LoadCredentials does, and the nats section. An empty document is a nil
 // File.
 func LoadFile(r io.Reader, defaults Credential) (*File, error) {
+	root, err := readDocument(r)
+	if err != nil || root == nil {
+		return nil, err
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, invalidf(root.Line, "the file must be a mapping with a credentials key")
+	}
+	file := &File{}
+	list, err := decodeTopLevel(root, &file.NATS)
+	if err != nil {
+		return nil, err
+	}
+	if list == nil || isNull(list) {
+		return file, nil
+	}
+	if file.Credentials, err = decodeCredentials(list, defaults); err != nil {
+		return nil, err
+	}
+	return file, nil
+}
+
+// readDocument reads the file's one YAML document and returns its root
+// node, or nil when the document is empty. A second document is refused
+// rather than ignored, since its credentials would silently not exist.
+func readDocument(r io.Reader) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(r)
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -115,11 +140,13 @@ func LoadFile(r io.Reader, defaults Credential) (*File, error) {
 	if isNull(root) {
 		return nil, nil
 	}
-	if root.Kind != yaml.MappingNode {
-		return nil, invalidf(root.Line, "the file must be a mapping with a credentials key")
-	}
-	var list *yaml.Node
-	file := &File{}
+	return root, nil
+}
+
+// decodeTopLevel reads the top-level mapping root: it decodes the nats
+// section into nats and returns the credentials list, nil when there is
+// none.
+func decodeTopLevel(root *yaml.Node, nats *NATSFile) (list *yaml.Node, err error) {
 	pairs, err := mappingPairs(root, "top level")
 	if err != nil {
 		return nil, err
@@ -131,16 +158,19 @@ func LoadFile(r io.Reader, defaults Credential) (*File, error) {
 		case p.key == "credentials":
 			list = deref(p.val)
 		case p.key == "nats":
-			if err := decodeNATS(deref(p.val), &file.NATS); err != nil {
+			if err := decodeNATS(deref(p.val), nats); err != nil {
 				return nil, err
 			}
 		default:
 			return nil, invalidf(p.line, "unknown top-level key %q", p.key)
 		}
 	}
-	if list == nil || isNull(list) {
-		return file, nil
-	}
+	return list, nil
+}
+
+// decodeCredentials decodes the credentials list, refusing a name given
+// twice: it names the first one's line too, since either may be the typo.
+func decodeCredentials(list *yaml.Node, defaults Credential) ([]Credential, error) {
 	if list.Kind != yaml.SequenceNode {
 		return nil, invalidf(list.Line, "credentials must be a list")
 	}
@@ -157,8 +187,7 @@ func LoadFile(r io.Reader, defaults Credential) (*File, error) {
 		firstLine[c.Name] = line
 		creds = append(creds, c)
 	}
-	file.Credentials = creds
-	return file, nil
+	return creds, nil
 }
 
 // decodeNATS reads the nats section, refusing unknown keys.
@@ -247,60 +276,120 @@ func mappingPairs(m *yaml.Node, what string) ([]pair, error) {
 // decodeCredential decodes the i-th credential node n. It returns the
 // credential and the line of its name (or of the node).
 func decodeCredential(n *yaml.Node, i int, defaults Credential) (Credential, int, error) {
-	label := fmt.Sprintf("credential #%d", i+1)
-	if n.Kind != yaml.MappingNode {
-		return Credential{}, n.Line, invalidf(n.Line, "%s: must be a mapping of keys", label)
-	}
-	pairs, err := mappingPairs(n, label)
+	cn, err := readCredentialNode(n, i)
 	if err != nil {
 		return Credential{}, 0, err
 	}
-	lines := make(map[string]int, len(pairs))
-	vals := make(map[string]*yaml.Node, len(pairs))
-	for _, p := range pairs {
-		lines[p.key] = p.line
-		vals[p.key] = deref(p.val)
-	}
-	nameLine := n.Line
-	if v, ok := vals["name"]; ok {
-		nameLine = lines["name"]
-		if v.Kind != yaml.ScalarNode {
-			return Credential{}, 0, invalidf(nameLine, "%s: name must be a string", label)
-		}
-		if !isNull(v) && v.Value != "" {
-			label = fmt.Sprintf("credential %q", v.Value)
-		}
-	}
-	fail := func(key, format string, args ...any) (Credential, int, error) {
-		line, ok := lines[key]
-		if !ok {
-			line = n.Line
-		}
-		return Credential{}, 0, invalidf(line, "%s: %s", label, fmt.Sprintf(format, args...))
-	}
-	for _, p := range pairs {
+	for _, p := range cn.pairs {
 		if !isKnownKey(p.key) {
-			return fail(p.key, "unknown key %q", p.key)
+			return Credential{}, 0, cn.fail(p.key, "unknown key %q", p.key)
 		}
 	}
-
 	c := Credential{
 		Grant:            GrantClientCredentials,
 		RefreshThreshold: defaults.RefreshThreshold,
 		KeepWarm:         true,
 	}
-	str := func(key string, dst *string) bool {
-		v, ok := vals[key]
-		if !ok || isNull(v) {
-			return true
-		}
-		if v.Kind != yaml.ScalarNode {
-			return false
-		}
-		*dst = v.Value
-		return true
+	raw, err := cn.decodeStrings(&c)
+	if err != nil {
+		return Credential{}, 0, err
 	}
-	var secret, secretFile, password, passwordFile, grant string
+	if err := cn.decodeOptions(&c); err != nil {
+		return Credential{}, 0, err
+	}
+	if err := cn.decodeSecrets(&c, raw); err != nil {
+		return Credential{}, 0, err
+	}
+	if key, msg := checkCredential(c); msg != "" {
+		return Credential{}, 0, cn.fail(raw.keyGiven(key), "%s", msg)
+	}
+	return c, cn.nameLine, nil
+}
+
+// credentialNode is one credential's YAML mapping, with what an error about
+// it needs: the credential's label and the line of each key.
+type credentialNode struct {
+	node     *yaml.Node
+	pairs    []pair
+	lines    map[string]int        // by key
+	vals     map[string]*yaml.Node // by key, aliases followed
+	label    string                // credential "name", or credential #i until the name is known
+	nameLine int                   // the line of name, or of the node
+}
+
+// readCredentialNode reads the i-th credential's mapping n and its name, so
+// that every later error names the credential as its author wrote it.
+func readCredentialNode(n *yaml.Node, i int) (*credentialNode, error) {
+	cn := &credentialNode{node: n, label: fmt.Sprintf("credential #%d", i+1), nameLine: n.Line}
+	if n.Kind != yaml.MappingNode {
+		return nil, invalidf(n.Line, "%s: must be a mapping of keys", cn.label)
+	}
+	var err error
+	if cn.pairs, err = mappingPairs(n, cn.label); err != nil {
+		return nil, err
+	}
+	cn.lines = make(map[string]int, len(cn.pairs))
+	cn.vals = make(map[string]*yaml.Node, len(cn.pairs))
+	for _, p := range cn.pairs {
+		cn.lines[p.key] = p.line
+		cn.vals[p.key] = deref(p.val)
+	}
+	if v, ok := cn.vals["name"]; ok {
+		cn.nameLine = cn.lines["name"]
+		if v.Kind != yaml.ScalarNode {
+			return nil, invalidf(cn.nameLine, "%s: name must be a string", cn.label)
+		}
+		if !isNull(v) && v.Value != "" {
+			cn.label = fmt.Sprintf("credential %q", v.Value)
+		}
+	}
+	return cn, nil
+}
+
+// fail returns an error about key, on its line (or the credential's when
+// the key is missing).
+func (cn *credentialNode) fail(key, format string, args ...any) error {
+	line, ok := cn.lines[key]
+	if !ok {
+		line = cn.node.Line
+	}
+	return invalidf(line, "%s: %s", cn.label, fmt.Sprintf(format, args...))
+}
+
+// value returns key's value, or nil when the key is missing or null.
+func (cn *credentialNode) value(key string) *yaml.Node {
+	if v, ok := cn.vals[key]; ok && !isNull(v) {
+		return v
+	}
+	return nil
+}
+
+// rawSecrets are the secrets as given: each one's value or the file that
+// holds it. Which of the two was given decides the key an error names.
+type rawSecrets struct {
+	secret, secretFile, password, passwordFile string
+}
+
+// keyGiven turns the key checkCredential blames for a secret into the key
+// the author wrote, so that the error points at the right line:
+// client_secret_file rather than client_secret when the secret came from a
+// file.
+func (r rawSecrets) keyGiven(key string) string {
+	switch {
+	case key == "client_secret" && r.secretFile != "":
+		return "client_secret_file"
+	case key == "password" && r.passwordFile != "":
+		return "password_file"
+	}
+	return key
+}
+
+// decodeStrings sets c's string keys, and returns the secrets as given,
+// which are read only once all keys are known to be well formed.
+func (cn *credentialNode) decodeStrings(c *Credential) (rawSecrets, error) {
+	var raw rawSecrets
+	// A grant given as "" keeps the default, so it is read aside.
+	var grant string
 	for _, f := range []struct {
 		key string
 		dst *string
@@ -308,67 +397,75 @@ func decodeCredential(n *yaml.Node, i int, defaults Credential) (Credential, int
 		{"name", &c.Name},
 		{"token_endpoint", &c.TokenEndpoint},
 		{"client_id", &c.ClientID},
-		{"client_secret", &secret},
-		{"client_secret_file", &secretFile},
+		{"client_secret", &raw.secret},
+		{"client_secret_file", &raw.secretFile},
 		{"grant", &grant},
 		{"scope", &c.Scope},
 		{"resource", &c.Resource},
 		{"username", &c.Username},
-		{"password", &password},
-		{"password_file", &passwordFile},
+		{"password", &raw.password},
+		{"password_file", &raw.passwordFile},
 		{"certificate_file", &c.CertificateFile},
 		{"private_key_file", &c.PrivateKeyFile},
 	} {
-		if !str(f.key, f.dst) {
-			return fail(f.key, "%s must be a string", f.key)
+		v := cn.value(f.key)
+		if v == nil {
+			continue
 		}
+		if v.Kind != yaml.ScalarNode {
+			return rawSecrets{}, cn.fail(f.key, "%s must be a string", f.key)
+		}
+		*f.dst = v.Value
 	}
 	if grant != "" {
 		c.Grant = grant
 	}
-	if v, ok := vals["refresh_threshold"]; ok && !isNull(v) {
+	return raw, nil
+}
+
+// decodeOptions sets refresh_threshold and keep_warm, which keep their
+// defaults when missing or null.
+func (cn *credentialNode) decodeOptions(c *Credential) error {
+	if v := cn.value("refresh_threshold"); v != nil {
 		d, err := parseSeconds(v.Value)
 		if v.Kind != yaml.ScalarNode || err != nil {
-			return fail("refresh_threshold", "refresh_threshold must be a whole, non-negative number of seconds")
+			return cn.fail("refresh_threshold", "refresh_threshold must be a whole, non-negative number of seconds")
 		}
 		c.RefreshThreshold = d
 	}
-	if v, ok := vals["keep_warm"]; ok && !isNull(v) {
+	if v := cn.value("keep_warm"); v != nil {
 		if v.Kind != yaml.ScalarNode || v.Decode(&c.KeepWarm) != nil {
-			return fail("keep_warm", "keep_warm must be true or false")
+			return cn.fail("keep_warm", "keep_warm must be true or false")
 		}
 	}
+	return nil
+}
+
+// decodeSecrets sets c's client secret and password from their values or
+// files. Both at once is refused: which one wins would be a guess.
+func (cn *credentialNode) decodeSecrets(c *Credential, raw rawSecrets) error {
 	for _, s := range []struct {
 		key, fileKey string
 		value, file  string
 		dst          *tokenbroker.Secret
 	}{
-		{"client_secret", "client_secret_file", secret, secretFile, &c.ClientSecret},
-		{"password", "password_file", password, passwordFile, &c.Password},
+		{"client_secret", "client_secret_file", raw.secret, raw.secretFile, &c.ClientSecret},
+		{"password", "password_file", raw.password, raw.passwordFile, &c.Password},
 	} {
 		switch {
 		case s.value != "" && s.file != "":
-			return fail(s.fileKey, "%s and %s are both set; use one", s.key, s.fileKey)
+			return cn.fail(s.fileKey, "%s and %s are both set; use one", s.key, s.fileKey)
 		case s.value != "":
 			*s.dst = tokenbroker.Secret(s.value)
 		case s.file != "":
 			v, msg := readFile(s.file)
 			if msg != "" {
-				return fail(s.fileKey, "%s: %s", s.fileKey, msg)
+				return cn.fail(s.fileKey, "%s: %s", s.fileKey, msg)
 			}
 			*s.dst = tokenbroker.Secret(v)
 		}
 	}
-	if key, msg := checkCredential(c); msg != "" {
-		if key == "client_secret" && secretFile != "" {
-			key = "client_secret_file"
-		}
-		if key == "password" && passwordFile != "" {
-			key = "password_file"
-		}
-		return fail(key, "%s", msg)
-	}
-	return c, nameLine, nil
+	return nil
 }
 
 func isKnownKey(k string) bool {
