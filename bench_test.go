@@ -47,12 +47,12 @@ func BenchmarkDecodeRequest(b *testing.B) {
 // the Router does today; "reused-buffer" is the floor.
 func BenchmarkCachedReplyAppend(b *testing.B) {
 	now := time.Now()
-	c := tokenbroker.NewCachedReply("crm-prod", benchToken, "Bearer", now.Add(time.Hour), tokenbroker.ActionExisting)
+	c := tokenbroker.NewCachedReply("crm-prod", &tokenbroker.Token{AccessToken: benchToken, TokenType: "Bearer", Expiry: now.Add(time.Hour)})
 	b.Run("fresh-buffer", func(b *testing.B) {
 		b.ReportAllocs()
 		var out []byte
 		for b.Loop() {
-			out = c.AppendTo(make([]byte, 0, c.Len()), now)
+			out = c.AppendTo(make([]byte, 0, c.Len()), tokenbroker.ActionExisting, now)
 		}
 		b.SetBytes(int64(len(out)))
 	})
@@ -60,7 +60,7 @@ func BenchmarkCachedReplyAppend(b *testing.B) {
 		b.ReportAllocs()
 		buf := make([]byte, 0, c.Len())
 		for b.Loop() {
-			buf = c.AppendTo(buf[:0], now)
+			buf = c.AppendTo(buf[:0], tokenbroker.ActionExisting, now)
 		}
 		b.SetBytes(int64(len(buf)))
 	})
@@ -75,7 +75,7 @@ func BenchmarkNewReplyMarshal(b *testing.B) {
 	var out []byte
 	for b.Loop() {
 		var err error
-		out, err = json.Marshal(tokenbroker.NewReply("crm-prod", benchToken, "Bearer", exp, tokenbroker.ActionExisting, now))
+		out, err = json.Marshal(tokenbroker.NewReply("crm-prod", &tokenbroker.Token{AccessToken: benchToken, TokenType: "Bearer", Expiry: exp}, tokenbroker.ActionExisting, now))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -55,6 +55,22 @@ type Replier interface {
 
 // Service answers token requests. Serve must not block on the IdP: it
 // answers at once from the cache or hands the request to whoever will.
+// Every request is answered, by the service's REQUEST_TIMEOUT at the
+// latest (a 504): transports need no timer of their own.
 type Service interface {
 	Serve(req Request, rep Replier)
+}
+
+// AppendService is a Service that can also answer a cache hit into a
+// transport's own buffer, the fast path of a transport that reuses one
+// buffer for every reply.
+type AppendService interface {
+	Service
+	// ServeAppend resolves req once. When the cache can answer it, it
+	// appends the "returned existing token" reply to dst and returns it
+	// with true, and rep is not used, so the transport may reuse it. Else
+	// it returns dst and false, and answers through rep exactly once: at
+	// once for an invalid request, later for one handed to a credential.
+	// req is read during the call only.
+	ServeAppend(dst []byte, req *Request, rep Replier) ([]byte, bool)
 }

@@ -36,14 +36,14 @@ type ErrorReply struct {
 	RetryAfter int `json:"retry_after,omitempty"`
 }
 
-// NewReply builds the reply for a token that expires at expiresOn, as seen at now.
-func NewReply(credentialID, accessToken, tokenType string, expiresOn time.Time, action string, now time.Time) Reply {
+// NewReply builds the reply with action for tok, as seen at now.
+func NewReply(credentialID string, tok *Token, action string, now time.Time) Reply {
 	return Reply{
-		AccessToken:  accessToken,
-		ExpiresOn:    strconv.FormatInt(expiresOn.Unix(), 10),
+		AccessToken:  tok.AccessToken,
+		ExpiresOn:    strconv.FormatInt(tok.Expiry.Unix(), 10),
 		Action:       action,
-		TokenType:    tokenType,
-		ExpiresIn:    secondsLeft(expiresOn, now),
+		TokenType:    tok.TokenType,
+		ExpiresIn:    tok.ExpiresIn(now),
 		CredentialID: credentialID,
 	}
 }
@@ -54,73 +54,83 @@ func EncodeError(e *Error) []byte {
 	return b
 }
 
-// CachedReply is a token's reply, encoded once when the token is stored and
-// completed per request with the only field that changes with time,
-// expires_in: no JSON encoding on the hot path. Transports with a buffer of
-// their own append it there (AppendTo, no allocation); Body hands out a
-// slice, and keeps the current second's whole so that callers within one
-// second share one immutable body.
+// CachedReply is a token's reply, encoded once when the token arrives and
+// completed per answer with the two fields that vary: the action, which
+// depends on who is answered (the callers that waited for the token, or
+// later cache hits), and expires_in, which changes with time. No JSON
+// encoding happens on the hot path. Transports with a buffer of their own
+// append the reply there (AppendTo, no allocation); Body hands out a slice,
+// and keeps the current second's whole so that callers within one second
+// share one immutable body.
 type CachedReply struct {
-	// enc is the reply without its expires_in value, split at split:
-	// {"accesstoken":...,"expires_in": and ,"credential_id":"..."}. One
-	// string, so that a hit reads one object, not two.
-	enc       string
-	split     int
-	expiresOn time.Time
-	current   atomic.Pointer[secondReply]
-	missed    atomic.Int64 // the Unix second of the last Body that found no current reply
+	// enc is the reply without its action and expires_in values, split at
+	// actionAt and expiresInAt:
+	// {"accesstoken":...,"action":" | ","token_type":...,"expires_in": | ,"credential_id":"..."}
+	// One string, so that a hit reads one object, not several.
+	enc         string
+	actionAt    int
+	expiresInAt int
+	expiresOn   time.Time
+	current     atomic.Pointer[secondReply]
+	missed      atomic.Int64 // the Unix second of the last Body that found no current reply
 }
 
-// secondReply is the complete reply for one wall-clock second.
+// secondReply is the complete reply with one action for one wall-clock second.
 type secondReply struct {
-	unix int64
-	body []byte
+	unix   int64
+	action string
+	body   []byte
 }
 
-// NewCachedReply encodes the parts of a reply with action that do not change.
-func NewCachedReply(credentialID, accessToken, tokenType string, expiresOn time.Time, action string) *CachedReply {
+// NewCachedReply encodes the parts of tok's reply that do not change.
+func NewCachedReply(credentialID string, tok *Token) *CachedReply {
 	c := new(CachedReply)
-	c.Init(credentialID, accessToken, tokenType, expiresOn, action)
+	c.Init(credentialID, tok)
 	return c
 }
 
 // Init is NewCachedReply into a CachedReply that is not in use yet, for
 // holding one inside a larger object.
-func (c *CachedReply) Init(credentialID, accessToken, tokenType string, expiresOn time.Time, action string) {
+func (c *CachedReply) Init(credentialID string, tok *Token) {
 	head, _ := json.Marshal(struct {
 		AccessToken string `json:"accesstoken"`
 		ExpiresOn   string `json:"expires_on"`
-		Action      string `json:"action"`
-		TokenType   string `json:"token_type"`
-	}{accessToken, strconv.FormatInt(expiresOn.Unix(), 10), action, tokenType})
+	}{tok.AccessToken, strconv.FormatInt(tok.Expiry.Unix(), 10)})
+	tokenType, _ := json.Marshal(tok.TokenType)
 	id, _ := json.Marshal(credentialID)
-	enc := append(head[:len(head)-1], `,"expires_in":`...)
-	split := len(enc)
+	enc := append(head[:len(head)-1], `,"action":"`...)
+	actionAt := len(enc)
+	enc = append(append(append(enc, `","token_type":`...), tokenType...), `,"expires_in":`...)
+	expiresInAt := len(enc)
 	enc = append(append(append(enc, `,"credential_id":`...), id...), '}')
-	c.enc, c.split, c.expiresOn = string(enc), split, expiresOn
+	c.enc, c.actionAt, c.expiresInAt, c.expiresOn = string(enc), actionAt, expiresInAt, tok.Expiry
 	c.current.Store(nil)
 	c.missed.Store(0)
 }
 
-// AppendTo appends the complete reply, as seen at now, to dst.
-func (c *CachedReply) AppendTo(dst []byte, now time.Time) []byte {
-	dst = append(dst, c.enc[:c.split]...)
+// AppendTo appends the complete reply with action, as seen at now, to dst.
+// action is one of the Action constants, which JSON carries as they are.
+func (c *CachedReply) AppendTo(dst []byte, action string, now time.Time) []byte {
+	dst = append(dst, c.enc[:c.actionAt]...)
+	dst = append(dst, action...)
+	dst = append(dst, c.enc[c.actionAt:c.expiresInAt]...)
 	dst = strconv.AppendInt(dst, secondsLeft(c.expiresOn, now), 10)
-	return append(dst, c.enc[c.split:]...)
+	return append(dst, c.enc[c.expiresInAt:]...)
 }
 
-// Body returns the complete reply as seen at now. The body may be shared
-// by every caller within the same second and must not be modified. It is
-// kept for the second only once a second caller asks within it, so that
-// the many credentials asked for now and then do not each hold a copy.
-func (c *CachedReply) Body(now time.Time) []byte {
+// Body returns the complete reply with action as seen at now. The body may
+// be shared by every caller answered with the same action within the same
+// second and must not be modified. It is kept for the second only once a
+// second caller asks within it, so that the many credentials asked for now
+// and then do not each hold a copy.
+func (c *CachedReply) Body(action string, now time.Time) []byte {
 	unix := now.Unix()
-	if cur := c.current.Load(); cur != nil && cur.unix == unix {
+	if cur := c.current.Load(); cur != nil && cur.unix == unix && cur.action == action {
 		return cur.body
 	}
-	body := c.AppendTo(make([]byte, 0, c.Len()), now)
+	body := c.AppendTo(make([]byte, 0, c.Len()), action, now)
 	if c.missed.Swap(unix) == unix {
-		c.current.Store(&secondReply{unix: unix, body: body})
+		c.current.Store(&secondReply{unix: unix, action: action, body: body})
 	}
 	return body
 }
@@ -131,14 +141,15 @@ func (c *CachedReply) Body(now time.Time) []byte {
 // else it returns token.
 func (c *CachedReply) AccessToken(token string) string {
 	const start = len(`{"accesstoken":"`)
-	if c.split >= start+len(token) && c.enc[start:start+len(token)] == token {
+	if c.actionAt >= start+len(token) && c.enc[start:start+len(token)] == token {
 		return c.enc[start : start+len(token)]
 	}
 	return token
 }
 
-// Len is an upper bound of the encoded reply's length, for sizing buffers.
-func (c *CachedReply) Len() int { return len(c.enc) + 20 }
+// Len is an upper bound of the encoded reply's length, for sizing buffers:
+// the longest action phrase and the longest expires_in included.
+func (c *CachedReply) Len() int { return len(c.enc) + len(ActionReplacedExpired) + 20 }
 
 // secondsLeft is expires_in: whole seconds between now and expiresOn, as a
 // caller computes it from expires_on and its clock, never negative. Being

@@ -107,32 +107,58 @@ func FuzzDecodeRequest(f *testing.F) {
 func TestCachedReplyMatchesTheEncodedReply(t *testing.T) {
 	expiry := time.Unix(1795870800, 0)
 	now := expiry.Add(-1234500 * time.Millisecond)
-	c := tokenbroker.NewCachedReply("u-0123", `tok"en\with<chars>`, "Bearer", expiry, tokenbroker.ActionExisting)
-	want, _ := json.Marshal(tokenbroker.NewReply("u-0123", `tok"en\with<chars>`, "Bearer", expiry, tokenbroker.ActionExisting, now))
-	if got := c.AppendTo(nil, now); string(got) != string(want) {
+	c := tokenbroker.NewCachedReply("u-0123", &tokenbroker.Token{AccessToken: `tok"en\with<chars>`, TokenType: "Bearer", Expiry: expiry})
+	want, _ := json.Marshal(tokenbroker.NewReply("u-0123", &tokenbroker.Token{AccessToken: `tok"en\with<chars>`, TokenType: "Bearer", Expiry: expiry}, tokenbroker.ActionExisting, now))
+	if got := c.AppendTo(nil, tokenbroker.ActionExisting, now); string(got) != string(want) {
 		t.Fatalf("cached reply\n got %s\nwant %s", got, want)
 	}
-	if got := c.AppendTo(nil, expiry.Add(time.Hour)); !strings.Contains(string(got), `"expires_in":0,`) {
+	if got := c.AppendTo(nil, tokenbroker.ActionExisting, expiry.Add(time.Hour)); !strings.Contains(string(got), `"expires_in":0,`) {
 		t.Fatalf("an expired token's expires_in must be 0: %s", got)
 	}
-	if n := len(c.AppendTo(nil, now)); n > c.Len() {
+	if n := len(c.AppendTo(nil, tokenbroker.ActionExisting, now)); n > c.Len() {
 		t.Fatalf("Len %d under the encoded length %d", c.Len(), n)
 	}
 	// Body: the same bytes within a second, the next second's a second on.
 	// The first caller of a second gets a body of its own; the second
 	// caller's is kept, and shared with the rest of the second.
-	first, second := c.Body(now), c.Body(now.Add(100*time.Millisecond))
-	if string(first) != string(want) || string(second) != string(want) || &c.Body(now.Add(200 * time.Millisecond))[0] != &second[0] {
+	first, second := c.Body(tokenbroker.ActionExisting, now), c.Body(tokenbroker.ActionExisting, now.Add(100*time.Millisecond))
+	if string(first) != string(want) || string(second) != string(want) || &c.Body(tokenbroker.ActionExisting, now.Add(200 * time.Millisecond))[0] != &second[0] {
 		t.Fatal("Body does not share the second's reply")
 	}
-	next := c.Body(now.Add(time.Second))
-	if want, _ := json.Marshal(tokenbroker.NewReply("u-0123", `tok"en\with<chars>`, "Bearer", expiry, tokenbroker.ActionExisting, now.Add(time.Second))); string(next) != string(want) {
+	next := c.Body(tokenbroker.ActionExisting, now.Add(time.Second))
+	if want, _ := json.Marshal(tokenbroker.NewReply("u-0123", &tokenbroker.Token{AccessToken: `tok"en\with<chars>`, TokenType: "Bearer", Expiry: expiry}, tokenbroker.ActionExisting, now.Add(time.Second))); string(next) != string(want) {
 		t.Fatalf("next second: %s", next)
 	}
 }
 
+// Every action, and a token type JSON must escape, come out of the cached
+// reply exactly as encoding/json writes the Reply.
+func TestCachedReplyCarriesEveryAction(t *testing.T) {
+	tok := &tokenbroker.Token{AccessToken: "eyJ0.eyJ1.sig", TokenType: `pop"<&>`, Expiry: time.Unix(1795870800, 0)}
+	now := tok.Expiry.Add(-time.Hour)
+	c := tokenbroker.NewCachedReply("crm-prod", tok)
+	for _, action := range []string{tokenbroker.ActionNew, tokenbroker.ActionExisting, tokenbroker.ActionRefreshed, tokenbroker.ActionReplacedExpired} {
+		want, _ := json.Marshal(tokenbroker.NewReply("crm-prod", tok, action, now))
+		if got := c.AppendTo(nil, action, now); string(got) != string(want) {
+			t.Errorf("%s:\n got %s\nwant %s", action, got, want)
+		}
+		if got := c.Body(action, now); string(got) != string(want) {
+			t.Errorf("%s: Body\n got %s\nwant %s", action, got, want)
+		}
+		if n := len(want); n > c.Len() {
+			t.Errorf("%s: Len %d under the encoded length %d", action, c.Len(), n)
+		}
+	}
+	// A body kept for one action is never handed out for another.
+	c.Body(tokenbroker.ActionNew, now)
+	c.Body(tokenbroker.ActionNew, now)
+	if got := c.Body(tokenbroker.ActionExisting, now); !strings.Contains(string(got), tokenbroker.ActionExisting) {
+		t.Errorf("Body for another action within the second: %s", got)
+	}
+}
+
 func TestReplyKeepsTheOriginalFieldsFirst(t *testing.T) {
-	b, _ := json.Marshal(tokenbroker.NewReply("c", "t", "Bearer", time.Unix(100, 0), tokenbroker.ActionNew, time.Unix(40, 0)))
+	b, _ := json.Marshal(tokenbroker.NewReply("c", &tokenbroker.Token{AccessToken: "t", TokenType: "Bearer", Expiry: time.Unix(100, 0)}, tokenbroker.ActionNew, time.Unix(40, 0)))
 	want := `{"accesstoken":"t","expires_on":"100","action":"retrieved new token","token_type":"Bearer","expires_in":60,"credential_id":"c"}`
 	if string(b) != want {
 		t.Fatalf("got %s", b)
@@ -182,12 +208,12 @@ func FuzzDecodeFastMatchesJSON(f *testing.F) {
 }
 
 func TestCachedReplySharesTheAccessToken(t *testing.T) {
-	c := tokenbroker.NewCachedReply("app", "eyJ0.eyJ1.sig", "Bearer", time.Unix(100, 0), tokenbroker.ActionExisting)
+	c := tokenbroker.NewCachedReply("app", &tokenbroker.Token{AccessToken: "eyJ0.eyJ1.sig", TokenType: "Bearer", Expiry: time.Unix(100, 0)})
 	if got := c.AccessToken("eyJ0.eyJ1.sig"); got != "eyJ0.eyJ1.sig" {
 		t.Fatalf("got %q", got)
 	}
 	// A token the JSON encoding changes is returned as given.
-	c = tokenbroker.NewCachedReply("app", `a"b`, "Bearer", time.Unix(100, 0), tokenbroker.ActionExisting)
+	c = tokenbroker.NewCachedReply("app", &tokenbroker.Token{AccessToken: `a"b`, TokenType: "Bearer", Expiry: time.Unix(100, 0)})
 	if got := c.AccessToken(`a"b`); got != `a"b` {
 		t.Fatalf("got %q", got)
 	}
@@ -196,18 +222,18 @@ func TestCachedReplySharesTheAccessToken(t *testing.T) {
 func TestBodyMatchesAppendTo(t *testing.T) {
 	expiry := time.Unix(1795870800, 0)
 	now := expiry.Add(-99500 * time.Millisecond)
-	c := tokenbroker.NewCachedReply("app", "eyJ0.eyJ1.sig", "Bearer", expiry, tokenbroker.ActionExisting)
-	want := c.AppendTo(nil, now)
+	c := tokenbroker.NewCachedReply("app", &tokenbroker.Token{AccessToken: "eyJ0.eyJ1.sig", TokenType: "Bearer", Expiry: expiry})
+	want := c.AppendTo(nil, tokenbroker.ActionExisting, now)
 	for i := 0; i < 3; i++ { // the first builds it, the second keeps it, the third shares it
-		if got := c.Body(now.Add(time.Duration(i) * 100 * time.Millisecond)); string(got) != string(want) {
+		if got := c.Body(tokenbroker.ActionExisting, now.Add(time.Duration(i) * 100 * time.Millisecond)); string(got) != string(want) {
 			t.Fatalf("call %d: %s", i, got)
 		}
 	}
-	if got := c.Body(now.Add(time.Second)); string(got) != string(c.AppendTo(nil, now.Add(time.Second))) {
+	if got := c.Body(tokenbroker.ActionExisting, now.Add(time.Second)); string(got) != string(c.AppendTo(nil, tokenbroker.ActionExisting, now.Add(time.Second))) {
 		t.Fatalf("next second: %s", got)
 	}
 	buf := make([]byte, 0, 1024)
-	if allocs := testing.AllocsPerRun(100, func() { c.AppendTo(buf[:0], now) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(100, func() { c.AppendTo(buf[:0], tokenbroker.ActionExisting, now) }); allocs != 0 {
 		t.Fatalf("%v allocations with a reused buffer", allocs)
 	}
 }

@@ -72,7 +72,7 @@ func BenchmarkSpawnCredential(b *testing.B) {
 }
 
 // BenchmarkCacheHitUsers serves cache hits from the Router's fast path
-// (AppendCached into a reused buffer, as the NATS handler does) over one
+// (ServeAppend into a reused buffer, as the NATS handler does) over one
 // warm username credential and over 100,000, picked at random: what a hit
 // costs when its credential's state is cold in the CPU's caches. Tokens are
 // installed through the actor's restore path, without IdP calls.
@@ -88,7 +88,7 @@ func BenchmarkCacheHitUsers(b *testing.B) {
 				rng := rand.New(rand.NewPCG(rand.Uint64(), 0))
 				for pb.Next() {
 					var ok bool
-					if buf, ok = h.router.AppendCached(buf[:0], &reqs[rng.IntN(n)]); !ok {
+					if buf, ok = h.router.ServeAppend(buf[:0], &reqs[rng.IntN(n)], nopReplier{}); !ok {
 						b.Error("cache miss")
 						return
 					}

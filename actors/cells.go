@@ -4,6 +4,12 @@ import (
 	"encoding/binary"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/policy"
 )
 
 // cellKey identifies a credential's cell: a user's keyed hash, or a named
@@ -27,15 +33,118 @@ func namedKey(i int) cellKey {
 
 func (k *cellKey) hash() uint64 { return binary.LittleEndian.Uint64(k.sum[:8]) }
 
-// cellTable holds the Router's cells: an open-addressing hash table that
-// cache hits read without a lock. Each slot holds a cell and the snapshot
-// its actor published, so a hit on any of 100,000 credentials goes from the
-// slot straight to the snapshot, two likely CPU-cache misses before the
-// token's bytes (sync.Map's trie, then the cell, then the snapshot took
-// twice as many). A credential hit from every core at once shares no
-// written cache line but its snapshot's use stamp, written at most every
-// 50 ms. Changes take a mutex: spawning, retiring and publishing are rare
-// next to hits.
+// cell is a credential's entry in the Router: its actor and what the actor
+// publishes. retired is set, under mu, by an actor leaving memory; senders
+// hold mu's read lock, so once retired is set no message can reach the
+// leaving actor.
+type cell struct {
+	snap atomic.Pointer[snapshot] // also in the cell's table slot, where hits read it
+	// lastSeen is the Unix nanoseconds of the last request the actor saw,
+	// or of the last hit on a snapshot since replaced; hits on the current
+	// snapshot stamp it instead (see lastUse).
+	lastSeen atomic.Int64
+
+	key cellKey
+	id  string // credential_id
+	pid *actor.PID
+	// For status only: when the timer next refreshes (Unix nanoseconds, 0
+	// for never) and the last failure.
+	nextRefresh atomic.Int64
+	lastErr     atomic.Pointer[failure]
+
+	mu      sync.RWMutex
+	retired bool
+}
+
+// failure is a credential's last failed IdP call, for status.
+type failure struct {
+	err string
+	at  time.Time
+}
+
+// see records a use at n (Unix nanoseconds) unless a later one is known.
+func (c *cell) see(n int64) {
+	for {
+		old := c.lastSeen.Load()
+		if n <= old || c.lastSeen.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// lastUse is when the credential was last asked for: by a request its
+// actor saw, or by a cache hit on its snapshot.
+func (c *cell) lastUse() time.Time {
+	n := c.lastSeen.Load()
+	if s := c.snap.Load(); s != nil {
+		n = max(n, s.lastHit.Load())
+	}
+	return time.Unix(0, n)
+}
+
+// snapshot is a credential's token as its actor holds it, published for
+// cache hits: the token, the policy that decides whether it may answer, and
+// its reply, encoded once. It is replaced, never modified (but for the hit
+// stamp and the reply's record of the current second). The reply is held in
+// it rather than pointed to, so that a hit on a cold credential reads one
+// object.
+type snapshot struct {
+	key      cellKey
+	lastHit  atomic.Int64 // Unix nanoseconds of the last hit it served, stamped at most every 50 ms
+	tok      tokenbroker.Token
+	policy   policy.Policy
+	verifier Verifier // user credentials: the password that got the token
+	user     bool
+	reply    tokenbroker.CachedReply
+}
+
+// newSnapshot encodes tok's reply and builds its snapshot. The token's
+// access token is taken from the encoded reply, so that a credential holds
+// one copy of a token of a kilobyte or two, not two.
+func newSnapshot(key cellKey, id string, tok tokenbroker.Token, p policy.Policy, v Verifier) *snapshot {
+	s := &snapshot{key: key, tok: tok, policy: p, verifier: v, user: !key.named}
+	s.reply.Init(id, &tok)
+	s.tok.AccessToken = s.reply.AccessToken(tok.AccessToken)
+	return s
+}
+
+// owns reports whether v may be given this snapshot's token: always for a
+// named credential, for a user only with the password that obtained it.
+func (s *snapshot) owns(v *Verifier) bool { return !s.user || s.verifier.Equal(*v) }
+
+// serves reports whether the snapshot may answer req, whose password has
+// verifier v, from cache at now.
+func (s *snapshot) serves(req *tokenbroker.Request, v *Verifier, now time.Time) bool {
+	return s.policy.Serves(&s.tok, req, now) && s.owns(v)
+}
+
+// stamp records a use at now in a, writing only when the clock moved on
+// noticeably, so that concurrent cache hits do not all write the same
+// cache line.
+func stamp(a *atomic.Int64, now time.Time) {
+	n := now.UnixNano()
+	if n-a.Load() > int64(50*time.Millisecond) {
+		a.Store(n)
+	}
+}
+
+// cellTable is the Router's directory of credentials in memory.
+//
+// What it guarantees:
+//   - Readers (load, snapshot) take no lock, write nothing and allocate
+//     nothing; they see the table as of some moment during their call.
+//   - A key has at most one cell: loadOrStore builds a missing cell under
+//     the table's mutex.
+//   - snapshot(k) returns the snapshot last published for k's cell, or nil;
+//     never another credential's (a snapshot carries its key), and never
+//     one of a cell deleted before the call began.
+//
+// It is an open-addressing hash table whose slots hold a cell and the
+// snapshot its actor published, so that a hit on any of 100,000
+// credentials goes from the slot straight to the snapshot: the cache-hit
+// figures in BENCHMARKS.md depend on it, and a sync.Map of cells measured
+// short of them at that scale. Changes take a mutex: spawning, retiring and
+// publishing are rare next to hits.
 type cellTable struct {
 	mu   sync.Mutex // serialises changes; readers never take it
 	tab  atomic.Pointer[slots]
@@ -115,7 +224,7 @@ func (t *cellTable) snapshot(k cellKey) *snapshot {
 func (t *cellTable) publish(c *cell, s *snapshot) {
 	if old := c.snap.Load(); old != nil {
 		// Hits stamp the snapshot they read; keep the stamp.
-		c.used(old.lastUsed.Load())
+		c.see(old.lastHit.Load())
 	}
 	c.snap.Store(s)
 	t.mu.Lock()

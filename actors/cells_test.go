@@ -210,7 +210,7 @@ func TestPublishedSnapshotsAreFoundByKey(t *testing.T) {
 		t.Fatalf("snapshot of a: %p, want %p", got, s1)
 	}
 	// A hit's stamp on the old snapshot survives its replacement.
-	s1.lastUsed.Store(12345)
+	s1.lastHit.Store(12345)
 	s2 := &snapshot{key: a}
 	tab.publish(ca, s2)
 	if got := tab.snapshot(a); got != s2 {
@@ -257,7 +257,7 @@ func TestCacheHitsCountAsUse(t *testing.T) {
 		t.Fatal("no cell after the first request")
 	}
 	clk.Advance(20 * time.Minute)
-	if _, ok := h.router.AppendCached(nil, &req); !ok {
+	if _, ok := h.router.ServeAppend(nil, &req, newReplier()); !ok {
 		t.Fatal("not a cache hit")
 	}
 	if got := c.lastUse(); !got.Equal(clk.Now()) {

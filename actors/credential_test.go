@@ -288,46 +288,6 @@ func TestCallerPastItsDeadlineGets504(t *testing.T) {
 	}
 }
 
-func TestRefreshTimesSpreadBeforeTheThreshold(t *testing.T) {
-	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		lifetime, thr    time.Duration
-		earliest, latest time.Duration // after now
-	}{
-		{time.Hour, 10 * time.Minute, 40 * time.Minute, 49 * time.Minute},              // spread = threshold
-		{20 * time.Second, 10 * time.Second, 5 * time.Second, 9500 * time.Millisecond}, // spread = half the time before it
-	}
-	for _, tc := range tests {
-		expiry := now.Add(tc.lifetime)
-		lo, hi := expiry, now
-		for i := 0; i < 2000; i++ {
-			at := refreshTime(expiry, now, tc.thr)
-			lo, hi = minTime(lo, at), maxTime(hi, at)
-		}
-		if lo.Before(now.Add(tc.earliest)) || hi.After(now.Add(tc.latest)) {
-			t.Fatalf("%s/%s: refreshes between %s and %s after issue", tc.lifetime, tc.thr, lo.Sub(now), hi.Sub(now))
-		}
-		// 2,000 draws cover most of the spread, not one instant.
-		if hi.Sub(lo) < (tc.latest-tc.earliest)*8/10 {
-			t.Fatalf("%s/%s: refreshes bunched within %s", tc.lifetime, tc.thr, hi.Sub(lo))
-		}
-	}
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}
-
 func TestRequestsToAGoneActorReachANewOne(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	first := h.mustToken(named(testApp), tokenbroker.ActionNew)

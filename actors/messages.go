@@ -8,14 +8,14 @@ import (
 	"github.com/tokenbroker/tokenbroker/store"
 )
 
-// getToken is one request the fast path could not answer. It carries the
-// caller's password (for a username/password request) only until the actor
-// has used or dropped it.
+// getToken is one request the cache could not answer, resolved once by the
+// Router to its credential. It carries the caller's password (for a
+// username/password request) only until the actor has used or dropped it.
 type getToken struct {
 	req      tokenbroker.Request
 	verifier Verifier
 	rep      tokenbroker.Replier
-	r        *Router
+	pending  *pending // counts it until answered, for a clean Stop
 	key      cellKey
 	id       string
 	spec     *Spec
@@ -25,32 +25,24 @@ type getToken struct {
 func (g *getToken) respond(action string, body []byte) {
 	g.rep.Respond(action, body)
 	g.req.Password = ""
-	g.r.pending.done()
+	g.pending.done()
 }
 
 func (g *getToken) fail(err *tokenbroker.Error) {
 	g.rep.Fail(err)
 	g.req.Password = ""
-	g.r.pending.done()
+	g.pending.done()
 }
 
-// fetch is an IdP call in flight.
-type fetch struct {
-	grant      Grant
-	verifier   Verifier // user credentials: whose password started it
-	action     string   // what the callers it answers are told
-	background bool     // started by the refresh timer, not by a caller
-}
-
-// fetchDone reports the end of a fetch to its actor: a token from the IdP
-// (tok, stored at rev), one another broker stored (rec), or an error.
-type fetchDone struct {
-	f     *fetch
-	tok   *oauth.Token
-	rev   uint64
-	rec   *store.Record
-	err   error
-	after time.Duration // how long the call took
+// jobDone reports the end of a job to its actor: a token from the IdP (tok,
+// stored at rev), one another broker stored (rec), or an error.
+type jobDone struct {
+	job  *job
+	tok  *oauth.Token
+	rev  uint64
+	rec  *store.Record
+	err  error
+	took time.Duration
 }
 
 // loaded is the stored record read when the actor started.

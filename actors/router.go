@@ -73,104 +73,29 @@ type Options struct {
 // implements tokenbroker.Service and is safe for concurrent use.
 type Router struct {
 	opts  Options
-	log   *slog.Logger
-	now   func() time.Time
+	deps  deps // what its actors share; also the Router's logger and clock
 	named map[string]*namedCredential
 
 	cells cellTable
 	count atomic.Int64
 	seq   atomic.Uint64
 
-	events  *actor.PID      // receives the engine's dead letters
-	ctx     context.Context // cancelled by Stop: aborts IdP calls in flight
-	cancel  context.CancelFunc
+	events  *actor.PID         // receives the engine's dead letters
+	cancel  context.CancelFunc // ends deps.ctx, at Stop
 	stopped atomic.Bool
 	pending pending
 }
+
+var (
+	_ tokenbroker.AppendService = (*Router)(nil)
+	_ host                      = (*Router)(nil)
+)
 
 // namedCredential is a configured credential with its cell key, built once
 // so that a cache hit does not build it per request.
 type namedCredential struct {
 	spec *Spec
 	key  cellKey
-}
-
-// cell is a credential's entry in the Router: the actor's PID and what the
-// actor publishes for the fast path. retired is set, under mu, by an actor
-// leaving memory; senders hold mu's read lock, so once retired is set no
-// message can reach the leaving actor.
-type cell struct {
-	snap atomic.Pointer[snapshot] // also in the cell's table slot, where hits read it
-	// lastUsed is the Unix nanoseconds of the last request the actor saw;
-	// cache hits stamp the snapshot instead (see lastUse).
-	lastUsed atomic.Int64
-
-	key cellKey
-	id  string // credential_id
-	pid *actor.PID
-	// For status only: when the timer next refreshes (Unix nanoseconds, 0
-	// for never) and the last failure.
-	nextRefresh atomic.Int64
-	lastErr     atomic.Pointer[failure]
-
-	mu      sync.RWMutex
-	retired bool
-}
-
-// snapshot is the read-only view of a credential's token that its actor
-// publishes for cache hits. It is replaced, never modified (but for the
-// reply's record of the current second). The reply is held in it rather than
-// pointed to: on a hit over many credentials every separate object is one
-// more likely miss in the CPU's caches.
-type snapshot struct {
-	key        cellKey
-	lastUsed   atomic.Int64 // Unix nanoseconds of the last hit it served, stamped at most every 50 ms
-	expiry     time.Time
-	freshUntil time.Time // expiry less the refresh threshold
-	verifier   Verifier  // user credentials: the password that got the token
-	user       bool
-	reply      tokenbroker.CachedReply
-}
-
-// serves reports whether the snapshot may answer req at now.
-func (s *snapshot) serves(req *tokenbroker.Request, v *Verifier, now time.Time) bool {
-	if req.ForceRefresh || !now.Before(s.freshUntil) {
-		return false
-	}
-	if req.MinTTL > 0 && s.expiry.Sub(now) <= time.Duration(req.MinTTL)*time.Second {
-		return false
-	}
-	return !s.user || s.verifier.Equal(*v)
-}
-
-// touch records a use at now in a, writing only when the clock moved on
-// noticeably, so that concurrent cache hits do not all write the same
-// cache line.
-func touch(a *atomic.Int64, now time.Time) {
-	n := now.UnixNano()
-	if n-a.Load() > int64(50*time.Millisecond) {
-		a.Store(n)
-	}
-}
-
-// used records a use at n (Unix nanoseconds) unless a later one is known.
-func (c *cell) used(n int64) {
-	for {
-		old := c.lastUsed.Load()
-		if n <= old || c.lastUsed.CompareAndSwap(old, n) {
-			return
-		}
-	}
-}
-
-// lastUse is when the credential was last asked for: by a request its
-// actor saw, or by a cache hit on its snapshot.
-func (c *cell) lastUse() time.Time {
-	n := c.lastUsed.Load()
-	if s := c.snap.Load(); s != nil {
-		n = max(n, s.lastUsed.Load())
-	}
-	return time.Unix(0, n)
 }
 
 // NewRouter returns a Router over opts. Start nothing: actors are spawned on
@@ -188,12 +113,16 @@ func NewRouter(opts Options) (*Router, error) {
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 30 * time.Second
 	}
-	r := &Router{opts: opts, log: opts.Logger, now: opts.Now, named: map[string]*namedCredential{}}
-	if r.log == nil {
-		r.log = slog.New(slog.DiscardHandler)
+	r := &Router{opts: opts, named: map[string]*namedCredential{}}
+	r.deps = deps{
+		host: r, client: opts.Client, store: opts.Store, publisher: opts.Publisher, metrics: opts.Metrics,
+		owner: opts.Owner, log: opts.Logger, idle: opts.IdleTimeout, now: opts.Now,
 	}
-	if r.now == nil {
-		r.now = time.Now
+	if r.deps.log == nil {
+		r.deps.log = slog.New(slog.DiscardHandler)
+	}
+	if r.deps.now == nil {
+		r.deps.now = time.Now
 	}
 	for i := range opts.Named {
 		s := &opts.Named[i]
@@ -202,7 +131,7 @@ func NewRouter(opts Options) (*Router, error) {
 		}
 		r.named[s.Name] = &namedCredential{spec: s, key: namedKey(i)}
 	}
-	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.deps.ctx, r.cancel = context.WithCancel(context.Background())
 	// Watch the engine for requests sent to an actor that is gone (it
 	// crashed past its restarts, or was stopped behind the Router's back):
 	// without this, their callers would wait for nothing until they time
@@ -219,7 +148,7 @@ func (r *Router) onEngineEvent(ctx *actor.Context) {
 	case actor.DeadLetterEvent:
 		if g, ok := e.Message.(*getToken); ok {
 			r.retireDead(e.Target)
-			r.dispatch(g)
+			r.redispatch(g)
 		}
 	case actor.ActorMaxRestartsExceededEvent:
 		r.retireDead(e.PID)
@@ -233,7 +162,7 @@ func (r *Router) retireDead(pid *actor.PID) {
 	}
 	for _, c := range r.cells.all() {
 		if c.pid.Equals(pid) {
-			r.log.Warn("credential actor is gone; a new one takes over", "credential_id", c.id)
+			r.deps.log.Warn("credential actor is gone; a new one takes over", "credential_id", c.id)
 			r.retire(c)
 			return
 		}
@@ -276,61 +205,54 @@ func (r *Router) resolve(req *tokenbroker.Request, t *target) *tokenbroker.Error
 	return nil
 }
 
-// snapshotFor returns the snapshot that may answer t's request, if any.
-func (r *Router) snapshotFor(req *tokenbroker.Request, t *target, now time.Time) *snapshot {
-	s := r.cells.snapshot(t.key)
-	if s == nil || !s.serves(req, &t.v, now) {
-		return nil
+// ServeAppend implements tokenbroker.AppendService: it resolves req once,
+// answers a cache hit into dst, and hands anything else, resolved, to the
+// credential's actor.
+func (r *Router) ServeAppend(dst []byte, req *tokenbroker.Request, rep tokenbroker.Replier) ([]byte, bool) {
+	if s, now := r.serve(req, rep); s != nil {
+		return s.reply.AppendTo(dst, tokenbroker.ActionExisting, now), true
 	}
-	touch(&s.lastUsed, now)
-	return s
-}
-
-// AppendCached appends to dst the reply to req from cache, if it can,
-// without blocking: a "returned existing token" reply. Otherwise it returns
-// false, and the caller goes on with Serve. Transports call it first, with
-// a buffer they reuse, so that a cache hit costs them nothing more than the
-// reply's bytes.
-func (r *Router) AppendCached(dst []byte, req *tokenbroker.Request) ([]byte, bool) {
-	var t target
-	if r.stopped.Load() || r.resolve(req, &t) != nil {
-		return dst, false
-	}
-	now := r.now()
-	s := r.snapshotFor(req, &t, now)
-	if s == nil {
-		return dst, false
-	}
-	return s.reply.AppendTo(dst, now), true
+	return dst, false
 }
 
 // Serve implements tokenbroker.Service. A cache hit is answered before
 // Serve returns; anything else is handed to the credential's actor.
 func (r *Router) Serve(req tokenbroker.Request, rep tokenbroker.Replier) {
+	if s, now := r.serve(&req, rep); s != nil {
+		rep.Respond(tokenbroker.ActionExisting, s.reply.Body(tokenbroker.ActionExisting, now))
+	}
+}
+
+// serve resolves req and returns the snapshot that answers it from cache,
+// as seen at now. Otherwise it returns nil, having answered an invalid
+// request through rep or handed req to its credential's actor, which
+// answers through rep by the request timeout.
+func (r *Router) serve(req *tokenbroker.Request, rep tokenbroker.Replier) (*snapshot, time.Time) {
 	if r.stopped.Load() {
-		rep.Fail(&tokenbroker.Error{Code: tokenbroker.CodeUnavailable, OAuth: "temporarily_unavailable", Description: "the broker is shutting down"})
-		return
+		rep.Fail(shuttingDown())
+		return nil, time.Time{}
 	}
 	var t target
-	if err := r.resolve(&req, &t); err != nil {
+	if err := r.resolve(req, &t); err != nil {
 		rep.Fail(err)
-		return
+		return nil, time.Time{}
 	}
-	now := r.now()
-	if s := r.snapshotFor(&req, &t, now); s != nil {
-		rep.Respond(tokenbroker.ActionExisting, s.reply.Body(now))
-		return
+	now := r.deps.now()
+	if s := r.cells.snapshot(t.key); s != nil && s.serves(req, &t.v, now) {
+		stamp(&s.lastHit, now)
+		return s, now
 	}
 	r.pending.add()
 	// The deadline is on the real clock even when tests move Now: it
 	// bounds a caller's wait, not a token's life.
-	r.dispatch(&getToken{req: req, verifier: t.v, rep: rep, r: r, key: t.key, id: t.id(), spec: t.spec,
+	r.redispatch(&getToken{req: *req, verifier: t.v, rep: rep, pending: &r.pending, key: t.key, id: t.id(), spec: t.spec,
 		deadline: time.Now().Add(r.opts.RequestTimeout)})
+	return nil, now
 }
 
-// dispatch delivers g to its credential's actor, spawning the actor when
+// redispatch delivers g to its credential's actor, spawning the actor when
 // there is none or the one found is leaving memory.
-func (r *Router) dispatch(g *getToken) {
+func (r *Router) redispatch(g *getToken) {
 	for {
 		c := r.cellFor(g.key, g.id, g.spec)
 		c.mu.RLock()
@@ -343,18 +265,21 @@ func (r *Router) dispatch(g *getToken) {
 	}
 }
 
+// publish implements host.
+func (r *Router) publish(c *cell, s *snapshot) { r.cells.publish(c, s) }
+
 // cellFor returns the cell of key, spawning its actor when there is none.
-// The shard's lock makes sure a credential gets one actor.
+// The table's lock makes sure a credential gets one actor.
 func (r *Router) cellFor(key cellKey, id string, spec *Spec) *cell {
 	if c, ok := r.cells.load(key); ok {
 		return c
 	}
 	c, stored := r.cells.loadOrStore(key, func() *cell {
 		c := &cell{key: key, id: id}
-		c.lastUsed.Store(r.now().UnixNano())
+		c.lastSeen.Store(r.deps.now().UnixNano())
 		// A retiring actor of the same credential may still be registered;
 		// a fresh incarnation number keeps the new PID distinct from it.
-		c.pid = r.opts.Engine.Spawn(newCredential(r, c, spec), kind,
+		c.pid = r.opts.Engine.Spawn(newCredential(&r.deps, c, spec), kind,
 			actor.WithID(id+"."+strconv.FormatUint(r.seq.Add(1), 10)),
 			actor.WithInboxSize(inboxSize))
 		return c
@@ -384,8 +309,8 @@ func (r *Router) Restore(ctx context.Context) error {
 	return nil
 }
 
-// retire removes c from the Router, so that no message reaches its actor
-// any more. The actor calls it before it stops.
+// retire implements host: it removes c from the Router, so that no message
+// reaches its actor any more. The actor calls it before it stops.
 func (r *Router) retire(c *cell) {
 	c.mu.Lock()
 	if !c.retired {
@@ -399,12 +324,6 @@ func (r *Router) retire(c *cell) {
 
 // Credentials returns how many credentials are in memory.
 func (r *Router) Credentials() int { return int(r.count.Load()) }
-
-// failure is a credential's last failed IdP call, for status.
-type failure struct {
-	err string
-	at  time.Time
-}
 
 // Status is what a broker tells `tokenbroker status` and `nats micro stats`.
 type Status struct {
@@ -426,14 +345,14 @@ type CredentialStatus struct {
 // Status reports the credentials in memory and the state of every named
 // credential, in the order of the configuration.
 func (r *Router) Status() Status {
-	now := r.now()
+	now := r.deps.now()
 	st := Status{Credentials: r.Credentials(), Users: r.Credentials(), Named: []CredentialStatus{}}
 	for i := range r.opts.Named {
 		cs := CredentialStatus{CredentialID: r.opts.Named[i].Name}
 		if c, ok := r.cells.load(namedKey(i)); ok {
 			st.Users--
 			if s := c.snap.Load(); s != nil {
-				exp := s.expiry
+				exp := s.tok.Expiry
 				cs.ExpiresOn, cs.Warm = &exp, now.Before(exp)
 			}
 			if n := c.nextRefresh.Load(); n != 0 {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/oauth"
+	"github.com/tokenbroker/tokenbroker/policy"
 )
 
 // Grant is how a credential gets a token when it has no refresh token to use.
@@ -48,10 +49,5 @@ type Spec struct {
 	KeepWarm bool
 }
 
-// threshold returns the refresh threshold for a token granted for lifetime.
-func (s *Spec) threshold(lifetime time.Duration) time.Duration {
-	if lifetime > 0 && s.RefreshThreshold > lifetime/2 {
-		return lifetime / 2
-	}
-	return s.RefreshThreshold
-}
+// Policy is the credential's cache rule, from its refresh threshold.
+func (s *Spec) Policy() policy.Policy { return policy.Policy{Threshold: s.RefreshThreshold} }

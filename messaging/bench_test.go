@@ -17,8 +17,8 @@ var benchReply = func() []byte {
 	for i := range token {
 		token[i] = 'a' + byte(i%26)
 	}
-	c := tokenbroker.NewCachedReply("bench", string(token), "Bearer", time.Now().Add(time.Hour), tokenbroker.ActionExisting)
-	return c.AppendTo(nil, time.Now())
+	c := tokenbroker.NewCachedReply("bench", &tokenbroker.Token{AccessToken: string(token), TokenType: "Bearer", Expiry: time.Now().Add(time.Hour)})
+	return c.AppendTo(nil, tokenbroker.ActionExisting, time.Now())
 }()
 
 // cachedBackend answers every request at once with benchReply, as a cache

@@ -1,12 +1,14 @@
 package messaging
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -25,18 +27,39 @@ type Service struct {
 	nc      *nats.Conn
 	svc     micro.Service
 	backend tokenbroker.Service
+	fast    tokenbroker.AppendService // backend, when it can answer hits into buf; else nil
 	log     *slog.Logger
 	metrics *metrics.Metrics
-	buf     []byte // the cache-hit reply buffer, owned by the handler goroutine
+
+	// Owned by the handler goroutine: the cache-hit reply buffer, the
+	// request being handled, and a replier that no request holds (a cache
+	// hit leaves it unused, so the next request takes it).
+	buf   []byte
+	req   tokenbroker.Request
+	spare *replier
+
+	requests atomic.Uint64
+	errors   atomic.Uint64
+}
+
+// Counts are the broker's own counts of token requests, shown by
+// `tokenbroker status` and in the endpoint's stats data. Unlike micro's
+// NumErrors, Errors includes the errors a credential's actor answered after
+// the handler returned: a password the IdP refused, a 503 once its breaker
+// opened, a 504.
+type Counts struct {
+	Requests uint64 `json:"requests"` // requests received
+	Errors   uint64 `json:"errors"`   // requests answered with an error
 }
 
 // ServiceOptions are the optional parts of a Service.
 type ServiceOptions struct {
 	Logger  *slog.Logger     // nil discards
 	Metrics *metrics.Metrics // nil records nothing
-	// Status, when set, is the custom data of the endpoint's stats, so
-	// `nats micro stats tokenbroker` and `tokenbroker status` show it. It
-	// must be safe for concurrent use.
+	// Status, when set, adds its fields to the custom data of the
+	// endpoint's stats, beside the Counts, so `nats micro stats
+	// tokenbroker` and `tokenbroker status` show it. It must return a value
+	// that encodes as a JSON object, and be safe for concurrent use.
 	Status func() any
 }
 
@@ -47,14 +70,19 @@ func NewService(nc *nats.Conn, subjects Subjects, backend tokenbroker.Service, o
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{nc: nc, backend: backend, log: log, metrics: o.Metrics}
+	s.fast, _ = backend.(tokenbroker.AppendService)
 	cfg := micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
 		Description: "OAuth2 access tokens for stateless callers",
 		QueueGroup:  QueueGroup,
 	}
-	if o.Status != nil {
-		cfg.StatsHandler = func(*micro.Endpoint) any { return o.Status() }
+	cfg.StatsHandler = func(*micro.Endpoint) any {
+		d := statsData{counts: s.Counts()}
+		if o.Status != nil {
+			d.status = o.Status()
+		}
+		return d
 	}
 	svc, err := micro.AddService(nc, cfg)
 	if err != nil {
@@ -94,52 +122,86 @@ func (s *Service) Info() micro.Info { return s.svc.Info() }
 // Stats returns the endpoint's counts, as `nats micro stats` shows them.
 func (s *Service) Stats() micro.Stats { return s.svc.Stats() }
 
+// Counts returns the requests received and answered with an error so far.
+func (s *Service) Counts() Counts {
+	return Counts{Requests: s.requests.Load(), Errors: s.errors.Load()}
+}
+
+// statsData is the endpoint's custom stats data: the Counts and the fields
+// of the backend's status, in one flat object.
+type statsData struct {
+	counts Counts
+	status any
+}
+
+func (d statsData) MarshalJSON() ([]byte, error) {
+	head, err := json.Marshal(d.counts)
+	if err != nil || d.status == nil {
+		return head, err
+	}
+	body, err := json.Marshal(d.status)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) < 2 || body[0] != '{' {
+		return nil, errors.New("messaging: the status is not a JSON object")
+	}
+	if len(body) == 2 { // {}
+		return head, nil
+	}
+	return append(append(head[:len(head)-1], ','), body[1:]...), nil
+}
+
 // handle runs on the subscription's single delivery goroutine, so it never
-// waits: a cache hit is answered before Serve returns, anything else is
-// answered later by the credential's actor through the replier.
+// waits: a cache hit is answered before the backend returns, anything else
+// is answered later by the credential's actor through the replier.
 func (s *Service) handle(req micro.Request) {
+	s.requests.Add(1)
 	r, err := tokenbroker.DecodeRequest(req.Data())
 	if err != nil {
 		e := tokenbroker.AsError(err)
+		s.errors.Add(1)
 		s.metrics.Request(metrics.TransportNATS, strconv.Itoa(e.Code), "")
 		_ = req.Error(strconv.Itoa(e.Code), headerValue(e.Description), tokenbroker.EncodeError(e))
 		return
 	}
-	if c, ok := s.backend.(cacher); ok {
-		// The handler runs on the subscription's one goroutine, so one
-		// buffer serves every cache hit; Respond copies it out.
-		if body, ok := c.AppendCached(s.buf[:0], &r); ok {
-			s.buf = body
+	rep := s.spare
+	if rep == nil {
+		rep = &replier{s: s}
+	}
+	rep.req = req
+	if s.fast != nil {
+		// The request is resolved once: a hit is appended to the one
+		// buffer the handler owns (Respond copies it out), a miss goes on
+		// to the actor with what was resolved.
+		s.req = r
+		body, hit := s.fast.ServeAppend(s.buf[:0], &s.req, rep)
+		s.req = tokenbroker.Request{} // hold no password past the call
+		if hit {
+			s.buf, s.spare, rep.req = body, rep, nil
 			s.metrics.CacheHit(metrics.TransportNATS)
 			if err := req.Respond(body); err != nil {
 				s.log.Warn("reply to token request", "err", err)
 			}
 			return
 		}
+	} else {
+		s.backend.Serve(r, rep)
 	}
-	rep := &replier{nc: s.nc, req: req, log: s.log, metrics: s.metrics}
-	s.backend.Serve(r, rep)
+	s.spare = nil // handed on, or used
 	rep.mu.Lock()
 	rep.returned = true
 	rep.mu.Unlock()
-}
-
-// cacher is a tokenbroker.Service that can answer cache hits without a
-// Replier (actors.Router does), sparing the hot path an allocation.
-type cacher interface {
-	AppendCached(dst []byte, req *tokenbroker.Request) ([]byte, bool)
 }
 
 // replier answers one request. While the handler runs it answers through
 // the micro request, so micro counts the reply (and an error as an error);
 // once the handler has returned, micro reads the request's state without a
 // lock, so a late answer is published on the connection directly, with the
-// same micro error headers.
+// same micro error headers. Either way the Service counts it.
 type replier struct {
-	nc      *nats.Conn
-	req     micro.Request
-	log     *slog.Logger
-	metrics *metrics.Metrics
+	s   *Service
+	req micro.Request
 
 	mu       sync.Mutex
 	returned bool
@@ -147,26 +209,27 @@ type replier struct {
 
 func (r *replier) Respond(action string, body []byte) {
 	if action == tokenbroker.ActionExisting {
-		r.metrics.CacheHit(metrics.TransportNATS)
+		r.s.metrics.CacheHit(metrics.TransportNATS)
 	} else {
-		r.metrics.Request(metrics.TransportNATS, metrics.OutcomeOK, action)
+		r.s.metrics.Request(metrics.TransportNATS, metrics.OutcomeOK, action)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var err error
 	if r.returned {
-		err = r.nc.Publish(r.req.Reply(), body)
+		err = r.s.nc.Publish(r.req.Reply(), body)
 	} else {
 		err = r.req.Respond(body)
 	}
 	if err != nil {
-		r.log.Warn("reply to token request", "err", err)
+		r.s.log.Warn("reply to token request", "err", err)
 	}
 }
 
 func (r *replier) Fail(e *tokenbroker.Error) {
 	code := strconv.Itoa(e.Code)
-	r.metrics.Request(metrics.TransportNATS, code, "")
+	r.s.errors.Add(1)
+	r.s.metrics.Request(metrics.TransportNATS, code, "")
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	body := tokenbroker.EncodeError(e)
@@ -183,12 +246,12 @@ func (r *replier) Fail(e *tokenbroker.Error) {
 		msg.Header.Set(micro.ErrorHeader, headerValue(e.Description))
 		msg.Header.Set(micro.ErrorCodeHeader, code)
 		msg.Data = body
-		err = r.nc.PublishMsg(msg)
+		err = r.s.nc.PublishMsg(msg)
 	} else {
 		err = r.req.Error(code, headerValue(e.Description), body, micro.WithHeaders(extra))
 	}
 	if err != nil {
-		r.log.Warn("reply to token request", "err", err)
+		r.s.log.Warn("reply to token request", "err", err)
 	}
 }
 

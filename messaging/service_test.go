@@ -153,3 +153,72 @@ func TestThrottledErrorsCarryRetryAfter(t *testing.T) {
 		t.Fatalf("body %s", msg.Data)
 	}
 }
+
+// fastStub is an AppendService: "hit" is answered into the handler's
+// buffer, "late" refused from another goroutine, as an actor does, and
+// anything else refused at once.
+type fastStub struct{ stub }
+
+func (f fastStub) ServeAppend(dst []byte, req *tokenbroker.Request, rep tokenbroker.Replier) ([]byte, bool) {
+	switch req.Credential {
+	case "hit":
+		return append(dst, `{"accesstoken":"hit"}`...), true
+	case "late":
+		go rep.Fail(tokenbroker.Errorf(401, "invalid_grant", "refused by the identity provider"))
+	default:
+		rep.Fail(tokenbroker.Errorf(404, "unknown_credential", "no such credential"))
+	}
+	return dst, false
+}
+
+// Every error counts, however late it is answered: micro's own NumErrors
+// misses those answered after the handler returned.
+func TestServiceCountsEveryError(t *testing.T) {
+	s := natstest.StartServer(t)
+	svc, err := messaging.NewService(natstest.Connect(t, s), messaging.Subjects{}, fastStub{},
+		messaging.ServiceOptions{Status: func() any { return map[string]int{"credentials": 3} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	caller := natstest.Connect(t, s)
+	ask := func(body, wantCode, wantBody string) {
+		t.Helper()
+		msg, err := caller.Request("token.request", []byte(body), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := msg.Header.Get(micro.ErrorCodeHeader); got != wantCode || !strings.Contains(string(msg.Data), wantBody) {
+			t.Fatalf("%s: code %q body %s, want code %q and %s", body, got, msg.Data, wantCode, wantBody)
+		}
+	}
+	for range 3 {
+		ask(`{"credential":"late"}`, "401", `"invalid_grant"`)
+		ask(`{"credential":"hit"}`, "", `"hit"`)
+	}
+	ask(`{"credential":"gone"}`, "404", `"unknown_credential"`)
+	ask(`{"credential":`, "400", `"invalid_request"`)
+	ask(`{"credential":"hit"}`, "", `"hit"`)
+
+	if got, want := svc.Counts(), (messaging.Counts{Requests: 9, Errors: 5}); got != want {
+		t.Fatalf("counts %+v, want %+v", got, want)
+	}
+	msg, err := caller.Request("$SRV.STATS.tokenbroker", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats micro.Stats
+	if err := json.Unmarshal(msg.Data, &stats); err != nil || len(stats.Endpoints) != 1 {
+		t.Fatalf("stats %s: %v", msg.Data, err)
+	}
+	var data struct {
+		messaging.Counts
+		Credentials int `json:"credentials"`
+	}
+	if err := json.Unmarshal(stats.Endpoints[0].Data, &data); err != nil {
+		t.Fatalf("endpoint data %s: %v", stats.Endpoints[0].Data, err)
+	}
+	if data.Errors != 5 || data.Requests != 9 || data.Credentials != 3 {
+		t.Fatalf("endpoint data %s: want 9 requests, 5 errors and the status's fields", stats.Endpoints[0].Data)
+	}
+}

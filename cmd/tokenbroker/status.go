@@ -51,8 +51,14 @@ func status(ctx context.Context, args []string, e env) int {
 		return exitError
 	}
 	type broker struct {
-		stats  micro.Stats
-		status actors.Status
+		stats micro.Stats
+		// The request endpoint's data: the broker's own counts (which,
+		// unlike micro's, include errors answered after the handler
+		// returned) and its credentials.
+		data struct {
+			messaging.Counts
+			actors.Status
+		}
 	}
 	var brokers []broker
 	timer := time.NewTimer(*wait)
@@ -66,7 +72,7 @@ collect:
 				continue
 			}
 			for _, ep := range b.stats.Endpoints {
-				_ = json.Unmarshal(ep.Data, &b.status)
+				_ = json.Unmarshal(ep.Data, &b.data)
 			}
 			brokers = append(brokers, b)
 		case <-timer.C:
@@ -84,18 +90,13 @@ collect:
 	w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "BROKER\tVERSION\tUP\tREQUESTS\tERRORS\tCREDENTIALS\tUSERS")
 	for _, b := range brokers {
-		var reqs, errs int
-		for _, ep := range b.stats.Endpoints {
-			reqs += ep.NumRequests
-			errs += ep.NumErrors
-		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\n", b.stats.ID, b.stats.Version,
-			time.Since(b.stats.Started).Round(time.Second), reqs, errs, b.status.Credentials, b.status.Users)
+			time.Since(b.stats.Started).Round(time.Second), b.data.Requests, b.data.Errors, b.data.Credentials, b.data.Users)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "BROKER\tCREDENTIAL\tWARM\tEXPIRES IN\tNEXT REFRESH IN\tLAST ERROR")
 	for _, b := range brokers {
-		for _, c := range b.status.Named {
+		for _, c := range b.data.Named {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", b.stats.ID, c.CredentialID, yesNo(c.Warm),
 				until(c.ExpiresOn), until(c.NextRefresh), lastError(c))
 		}

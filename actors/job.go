@@ -1,0 +1,199 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/oauth"
+	"github.com/tokenbroker/tokenbroker/store"
+)
+
+// job is one acquisition of a token: how it is obtained, what the callers
+// it answers are told, and, copied when it starts, everything it needs. It
+// runs in a goroutine of its own, never touches the actor, and reports back
+// with a jobDone; the actor keeps the job it is waiting for, to tell its
+// report from a stale one.
+//
+// With a store, the job first takes the credential's lease, so that across
+// all brokers exactly one calls the IdP. A broker that finds the lease held
+// waits for the holder's record instead; the holder, once it has the lease,
+// looks in the store first, in case another broker refreshed just before.
+// A new token is written to the store before anyone is answered with it,
+// so a crash at any point loses no usable refresh token.
+type job struct {
+	grant      Grant
+	action     string
+	verifier   Verifier // user credentials: the verifier of the password it uses
+	background bool     // started by the refresh timer, not by a caller
+
+	id       string // credential_id
+	user     bool
+	spec     *Spec
+	username string
+	rt       tokenbroker.Secret // the refresh token held when the job started
+	held     Verifier           // the verifier of the token held when the job started
+	expiry   time.Time          // of the token held when the job started; zero for none
+	rev      uint64             // store revision of the token held when the job started
+	d        *deps
+	log      *slog.Logger
+}
+
+// run obtains the token, using password for a password grant. The password
+// lives in this goroutine only, for the call.
+func (j *job) run(password tokenbroker.Secret) jobDone {
+	began := time.Now()
+	d := j.obtain(password)
+	d.job, d.took = j, time.Since(began)
+	return d
+}
+
+func (j *job) obtain(password tokenbroker.Secret) jobDone {
+	st := j.d.store
+	if st == nil {
+		tok, err := j.call(password)
+		return jobDone{tok: tok, err: err}
+	}
+	for {
+		lease, err := st.Acquire(j.d.ctx, j.id, j.d.owner)
+		var held *store.LeaseHeldError
+		switch {
+		case errors.As(err, &held):
+			if rec := j.awaitHolder(held); rec != nil {
+				return jobDone{rec: rec}
+			}
+			if err := j.d.ctx.Err(); err != nil {
+				return jobDone{err: err}
+			}
+			continue // the holder died: its lease has expired
+		case err != nil:
+			// The store is out of reach: serve callers all the same. Without
+			// the lease another broker may call the IdP too; that is the price
+			// of staying available.
+			j.log.Warn("token store unavailable; calling the identity provider without a lease", "err", err)
+			tok, err := j.call(password)
+			return jobDone{tok: tok, err: err}
+		}
+		return j.withLease(lease, password)
+	}
+}
+
+// withLease gets the token while holding the credential's lease.
+func (j *job) withLease(lease *store.Lease, password tokenbroker.Secret) jobDone {
+	st := j.d.store
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = lease.Release(ctx)
+	}()
+	if rec, err := st.Get(j.d.ctx, j.id); err == nil && j.acceptable(rec) {
+		return jobDone{rec: rec} // another broker refreshed it just before
+	}
+	stop := j.keepRenewing(lease)
+	tok, err := j.call(password)
+	stop()
+	if err != nil {
+		return jobDone{err: err}
+	}
+	rev, perr := st.Put(j.d.ctx, j.record(tok))
+	if perr != nil {
+		j.log.Warn("could not store the new token; it is served from memory only", "err", perr)
+	}
+	return jobDone{tok: tok, rev: rev}
+}
+
+// keepRenewing renews the lease while the IdP call runs, which with retries
+// may outlast one lease TTL.
+func (j *job) keepRenewing(lease *store.Lease) (stop func()) {
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		tick := time.NewTicker(j.d.store.LeaseTTL() / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-j.d.ctx.Done():
+				return
+			case <-tick.C:
+				if err := lease.Renew(j.d.ctx); err != nil {
+					j.log.Warn("lost the credential's lease during an IdP call", "err", err)
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-ended }
+}
+
+// awaitHolder waits for the broker holding the lease to store its token,
+// for at most what is left of its lease. It returns nil when the lease ran
+// out first, or the job's context ended.
+func (j *job) awaitHolder(held *store.LeaseHeldError) *store.Record {
+	wait := max(held.ExpiresIn+500*time.Millisecond, time.Second)
+	ctx, cancel := context.WithTimeout(j.d.ctx, wait)
+	defer cancel()
+	updates, err := j.d.store.Watch(ctx, j.id)
+	if err != nil {
+		return nil
+	}
+	for rec := range updates {
+		if j.acceptable(rec) {
+			return rec
+		}
+	}
+	return nil
+}
+
+// acceptable reports whether a stored record can stand for the token this
+// job would get: newer than the one held, not expired, and for a user
+// obtained with the same password.
+func (j *job) acceptable(rec *store.Record) bool {
+	if rec == nil || rec.AccessToken == "" || rec.Revision <= j.rev {
+		return false
+	}
+	if !rec.Expiry.After(j.d.now()) || !rec.Expiry.After(j.expiry) {
+		return false
+	}
+	if j.user {
+		var v Verifier
+		return len(rec.Verifier) == len(v) && Verifier(rec.Verifier).Equal(j.verifier)
+	}
+	return true
+}
+
+// record is what the store keeps of tok: the newest refresh token, and for
+// a user the verifier of the password that obtained it.
+func (j *job) record(tok *oauth.Token) *store.Record {
+	rec := &store.Record{CredentialID: j.id, Token: tok.Token, RefreshToken: tok.RefreshToken, ObtainedAt: j.d.now()}
+	if rec.RefreshToken == "" && j.grant == grantRefresh {
+		rec.RefreshToken = j.rt.Reveal() // the IdP did not rotate it
+	}
+	if j.user {
+		v := j.held
+		if j.grant != grantRefresh {
+			v = j.verifier
+		}
+		rec.Verifier = v[:]
+	}
+	return rec
+}
+
+// call makes the IdP call itself.
+func (j *job) call(password tokenbroker.Secret) (*oauth.Token, error) {
+	ep, client, ctx := j.spec.Endpoint, j.d.client, j.d.ctx
+	switch j.grant {
+	case grantRefresh:
+		return client.Refresh(ctx, ep, j.rt)
+	case GrantClientCredentials:
+		return client.ClientCredentials(ctx, ep)
+	case GrantClientAssertion:
+		return client.ClientAssertion(ctx, ep, j.spec.Assertion)
+	default:
+		return client.Password(ctx, ep, j.username, password)
+	}
+}
