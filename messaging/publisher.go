@@ -1,18 +1,18 @@
 package messaging
 
 import (
-	"encoding/json"
 	"log/slog"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/metrics"
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
-// Publisher publishes the broker's events on NATS. Each event's event_id is
-// also its Nats-Msg-Id header, so a JetStream stream capturing the subjects
-// drops a duplicate sent after a failover.
+// Publisher publishes the broker's events on NATS, encoded by package wire.
+// Each event's event_id is also its Nats-Msg-Id header, so a JetStream
+// stream capturing the subjects drops a duplicate sent after a failover.
 type Publisher struct {
 	nc       *nats.Conn
 	subjects Subjects
@@ -33,27 +33,26 @@ func NewPublisher(nc *nats.Conn, subjects Subjects, log *slog.Logger, m *metrics
 
 // PublishRefreshed implements tokenbroker.Publisher.
 func (p *Publisher) PublishRefreshed(e tokenbroker.RefreshedEvent) {
-	p.publish(p.subjects.Refreshed(e.CredentialID), e.EventID, e)
+	msg, err := wire.EncodeRefreshed(p.subjects, e)
+	p.publish(p.subjects.Refreshed(e.CredentialID), msg, err)
 	p.metrics.Event(metrics.EventRefreshed)
 }
 
 // PublishFailed implements tokenbroker.Publisher.
 func (p *Publisher) PublishFailed(e tokenbroker.FailedEvent) {
-	p.publish(p.subjects.Failed(e.CredentialID), e.EventID, e)
+	msg, err := wire.EncodeFailed(p.subjects, e)
+	p.publish(p.subjects.Failed(e.CredentialID), msg, err)
 	p.metrics.Event(metrics.EventFailed)
 }
 
-// publish does not wait for the server: nats.go buffers the message, and a
-// broker that lost its connection resends it on reconnect.
-func (p *Publisher) publish(subject, id string, event any) {
-	data, err := json.Marshal(event)
+// publish sends an event encoded by wire, the encoding the Go client
+// decodes. It does not wait for the server: nats.go buffers the message,
+// and a broker that lost its connection resends it on reconnect.
+func (p *Publisher) publish(subject string, msg *nats.Msg, err error) {
 	if err != nil {
 		p.log.Error("encode event", "subject", subject, "err", err)
 		return
 	}
-	msg := nats.NewMsg(subject)
-	msg.Header.Set(nats.MsgIdHdr, id)
-	msg.Data = data
 	if err := p.nc.PublishMsg(msg); err != nil {
 		p.log.Warn("publish event", "subject", subject, "err", err)
 	}
