@@ -19,7 +19,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -27,10 +26,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/tokenbroker/tokenbroker"
-	"github.com/tokenbroker/tokenbroker/messaging"
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
 // DefaultTimeout bounds one request whose context has no deadline. It is a
@@ -42,7 +40,7 @@ const DefaultTimeout = 35 * time.Second
 // for concurrent use. Its zero value is not usable: build it with New.
 type Client struct {
 	nc       *nats.Conn
-	subjects messaging.Subjects
+	subjects wire.Subjects
 	timeout  time.Duration
 }
 
@@ -52,7 +50,7 @@ type Option func(*Client)
 // New returns a Client that sends requests on nc. The caller keeps owning
 // nc: the Client never closes it.
 func New(nc *nats.Conn, opts ...Option) *Client {
-	c := &Client{nc: nc, subjects: messaging.Subjects{Prefix: messaging.DefaultPrefix}, timeout: DefaultTimeout}
+	c := &Client{nc: nc, subjects: wire.Subjects{Prefix: wire.DefaultPrefix}, timeout: DefaultTimeout}
 	for _, o := range opts {
 		o(c)
 	}
@@ -66,9 +64,9 @@ func New(nc *nats.Conn, opts ...Option) *Client {
 func WithSubjectPrefix(prefix string) Option {
 	return func(c *Client) {
 		if prefix == "" {
-			prefix = messaging.DefaultPrefix
+			prefix = wire.DefaultPrefix
 		}
-		c.subjects = messaging.Subjects{Prefix: prefix}
+		c.subjects = wire.Subjects{Prefix: prefix}
 	}
 }
 
@@ -107,17 +105,6 @@ func (e *NoReplyError) Error() string { return e.Broker.Error() + ": " + e.Err.E
 // Unwrap returns Broker and Err, for errors.Is and errors.As.
 func (e *NoReplyError) Unwrap() []error { return []error{e.Broker, e.Err} }
 
-// wireRequest is the JSON of a request. It exists because
-// tokenbroker.Secret marshals as "[redacted]" on purpose: the password
-// goes on the wire here, and only here, in clear.
-type wireRequest struct {
-	Username     string `json:"username,omitempty"`
-	Password     string `json:"password,omitempty"`
-	Credential   string `json:"credential,omitempty"`
-	ForceRefresh bool   `json:"force_refresh,omitempty"`
-	MinTTL       int64  `json:"min_ttl,omitempty"`
-}
-
 // Token sends req to a broker on <prefix>.request and returns its reply.
 //
 // When ctx has no deadline the request is bounded by the Client's timeout
@@ -126,7 +113,8 @@ type wireRequest struct {
 //     Nats-Service-Error-Code header (401 rejected by the IdP, 404 unknown
 //     credential, ...), OAuth and Description from the JSON body (the IdP's
 //     own words for a 401), Description falling back to the
-//     Nats-Service-Error header; Code 502 when the answer cannot be read;
+//     Nats-Service-Error header, RetryAfter from the body or the Retry-After
+//     header; Code 502 when the answer cannot be read (wire.DecodeReply);
 //   - *NoReplyError when no answer came: 503 when no broker listens
 //     (nats.ErrNoResponders) or the connection is unusable, 504 when ctx
 //     ended first (errors.Is(err, context.DeadlineExceeded) holds).
@@ -134,27 +122,17 @@ type wireRequest struct {
 // The request itself is checked by the broker, not here: an invalid one
 // gets the broker's 400.
 func (c *Client) Token(ctx context.Context, req tokenbroker.Request) (*tokenbroker.Reply, error) {
-	data, err := json.Marshal(wireRequest{
-		Username:     req.Username,
-		Password:     req.Password.Reveal(),
-		Credential:   req.Credential,
-		ForceRefresh: req.ForceRefresh,
-		MinTTL:       req.MinTTL,
-	})
-	if err != nil {
-		return nil, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, "invalid_request", "encode request: %v", err)
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
 	subject := c.subjects.Request()
-	msg, err := c.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data})
+	msg, err := c.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: wire.EncodeRequest(req)})
 	if err != nil {
 		return nil, c.noReply(ctx, subject, err)
 	}
-	return decodeReply(msg)
+	return wire.DecodeReply(msg)
 }
 
 // noReply turns a failed NATS request into a *NoReplyError.
@@ -162,7 +140,7 @@ func (c *Client) noReply(ctx context.Context, subject string, err error) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return &NoReplyError{
-			Broker: tokenbroker.Errorf(tokenbroker.CodeUnavailable, "temporarily_unavailable", "no broker answers on %s", subject),
+			Broker: tokenbroker.Errorf(tokenbroker.CodeUnavailable, tokenbroker.OAuthTemporarilyUnavailable, "no broker answers on %s", subject),
 			Err:    err,
 		}
 	case ctx.Err() != nil || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
@@ -171,73 +149,14 @@ func (c *Client) noReply(ctx context.Context, subject string, err error) error {
 			cause = err
 		}
 		return &NoReplyError{
-			Broker: tokenbroker.Errorf(tokenbroker.CodeTimeout, "temporarily_unavailable", "no answer from a broker on %s in time", subject),
+			Broker: tokenbroker.Errorf(tokenbroker.CodeTimeout, tokenbroker.OAuthTemporarilyUnavailable, "no answer from a broker on %s in time", subject),
 			Err:    cause,
 		}
 	default:
 		return &NoReplyError{
-			Broker: tokenbroker.Errorf(tokenbroker.CodeUnavailable, "temporarily_unavailable", "cannot send the request on %s", subject),
+			Broker: tokenbroker.Errorf(tokenbroker.CodeUnavailable, tokenbroker.OAuthTemporarilyUnavailable, "cannot send the request on %s", subject),
 			Err:    err,
 		}
-	}
-}
-
-// decodeReply reads a broker's answer: an error when it carries the micro
-// error headers (or an error body and no token), else a Reply.
-func decodeReply(msg *nats.Msg) (*tokenbroker.Reply, error) {
-	codeHdr := msg.Header.Get(micro.ErrorCodeHeader)
-	descHdr := msg.Header.Get(micro.ErrorHeader)
-	if codeHdr != "" || descHdr != "" {
-		return nil, decodeError(msg.Data, codeHdr, descHdr)
-	}
-	var rep tokenbroker.Reply
-	if err := json.Unmarshal(msg.Data, &rep); err != nil {
-		return nil, tokenbroker.Errorf(tokenbroker.CodeBadGateway, "server_error", "the broker's reply is not JSON: %v", err)
-	}
-	if rep.AccessToken == "" {
-		var e tokenbroker.ErrorReply
-		if json.Unmarshal(msg.Data, &e) == nil && e.Error != "" {
-			return nil, decodeError(msg.Data, "", "")
-		}
-		return nil, tokenbroker.Errorf(tokenbroker.CodeBadGateway, "server_error", "the broker's reply has no accesstoken")
-	}
-	return &rep, nil
-}
-
-// decodeError builds the *tokenbroker.Error of an error answer.
-func decodeError(body []byte, codeHdr, descHdr string) *tokenbroker.Error {
-	e := &tokenbroker.Error{Code: tokenbroker.CodeInternal, Description: descHdr}
-	if n, err := strconv.Atoi(strings.TrimSpace(codeHdr)); err == nil && n > 0 {
-		e.Code = n
-	}
-	var er tokenbroker.ErrorReply
-	if len(body) > 0 && json.Unmarshal(body, &er) == nil {
-		e.OAuth = er.Error
-		e.RetryAfter = er.RetryAfter
-		if er.Description != "" {
-			e.Description = er.Description
-		}
-	}
-	if e.OAuth == "" {
-		e.OAuth = oauthFor(e.Code)
-	}
-	return e
-}
-
-// oauthFor is the RFC 6749 style error string of an answer that had a code
-// but no JSON body.
-func oauthFor(code int) string {
-	switch code {
-	case tokenbroker.CodeInvalidRequest, tokenbroker.CodeTooLarge:
-		return "invalid_request"
-	case tokenbroker.CodeRejected:
-		return "invalid_grant"
-	case tokenbroker.CodeNotFound:
-		return "unknown_credential"
-	case tokenbroker.CodeUnavailable, tokenbroker.CodeTimeout:
-		return "temporarily_unavailable"
-	default:
-		return "server_error"
 	}
 }
 

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
 // DefaultEarlyExpiry is how long before its expiry a TokenSource treats a
@@ -139,12 +139,12 @@ func (c *Client) TokenSource(ctx context.Context, req tokenbroker.Request, opts 
 	}
 	s.tok, s.id = tok, rep.CredentialID
 	if s.id == "" {
-		return nil, tokenbroker.Errorf(tokenbroker.CodeBadGateway, "server_error", "the broker's reply has no credential_id")
+		return nil, tokenbroker.Errorf(tokenbroker.CodeBadGateway, tokenbroker.OAuthServerError, "the broker's reply has no credential_id")
 	}
 	subject := c.subjects.Refreshed(s.id)
 	if s.sub, err = c.nc.Subscribe(subject, s.pushed); err != nil {
 		return nil, &NoReplyError{
-			Broker: tokenbroker.Errorf(tokenbroker.CodeUnavailable, "temporarily_unavailable", "cannot subscribe to %s", subject),
+			Broker: tokenbroker.Errorf(tokenbroker.CodeUnavailable, tokenbroker.OAuthTemporarilyUnavailable, "cannot subscribe to %s", subject),
 			Err:    err,
 		}
 	}
@@ -248,7 +248,7 @@ func (s *TokenSource) fetch() (held, error) {
 func (s *TokenSource) heldOf(rep *tokenbroker.Reply) (held, error) {
 	exp, err := expiryOf(rep.ExpiresOn, rep.ExpiresIn, s.now())
 	if err != nil {
-		return held{}, tokenbroker.Errorf(tokenbroker.CodeBadGateway, "server_error", "the broker's reply: %v", err)
+		return held{}, tokenbroker.Errorf(tokenbroker.CodeBadGateway, tokenbroker.OAuthServerError, "the broker's reply: %v", err)
 	}
 	return held{access: rep.AccessToken, tokenType: rep.TokenType, expiry: exp}, nil
 }
@@ -257,8 +257,8 @@ func (s *TokenSource) heldOf(rep *tokenbroker.Reply) (held, error) {
 // An event that cannot be read, is for another credential or carries an
 // older token than the one held is dropped.
 func (s *TokenSource) pushed(msg *nats.Msg) {
-	var ev tokenbroker.RefreshedEvent
-	if json.Unmarshal(msg.Data, &ev) != nil || ev.AccessToken == "" {
+	ev, err := wire.DecodeRefreshed(msg.Data)
+	if err != nil {
 		return
 	}
 	if ev.CredentialID != "" && ev.CredentialID != s.id {
