@@ -58,101 +58,20 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
+	// A failed start stops whatever it had started, in close's order.
 	defer func() {
 		if err != nil {
 			b.close()
 		}
 	}()
 
-	url := cfg.NATSURL
-	co := messaging.ConnectOptions{
-		Logger:    b.log,
-		CredsFile: cfg.NATSCreds, NKeyFile: cfg.NATSNKey,
-		User: cfg.NATSUser, Password: cfg.NATSPassword.Reveal(), Token: cfg.NATSToken.Reveal(),
-		CAFile: cfg.NATSCA, CertFile: cfg.NATSCert, KeyFile: cfg.NATSKey,
-	}
-	if url == "" {
-		if b.server, err = messaging.StartEmbedded(messaging.EmbeddedOptions{
-			Listen: cfg.NATSListen, ConfigFile: cfg.NATSConfig,
-			JetStream: cfg.Key != nil, StoreDir: cfg.DataDir, Logger: b.log,
-		}); err != nil {
-			return nil, err
-		}
-		url = b.server.ClientURL()
-		// In memory, skipping TCP; but a server with its own configuration
-		// may demand credentials, and a refused login over the in-memory
-		// pipe hangs and then reports only a closed pipe: use TCP there.
-		if cfg.NATSConfig == "" {
-			co.InProcess = b.server
-		}
-		b.log.Info("embedded NATS server started", "url", url)
-	}
-	if b.nc, err = messaging.Connect(url, co); err != nil {
+	if err := b.connect(); err != nil {
 		return nil, err
-	}
-
-	keys, err := actors.NewKeyring(cfg.Key)
-	if err != nil {
-		return nil, err
-	}
-	engine, err := actor.NewEngine(actor.NewEngineConfig())
-	if err != nil {
-		return nil, fmt.Errorf("broker: actor engine: %w", err)
 	}
 	subjects := messaging.Subjects{Prefix: cfg.SubjectPrefix}
-	ro := actors.Options{
-		Engine: engine,
-		// Retries with backoff, Retry-After, a concurrency limit and a
-		// circuit breaker per token endpoint; every attempt is counted.
-		Client: guard.New(oauth.NewClient(o.IdPHTTPClient, cfg.IdPTimeout), guard.Options{
-			OnAttempt:     b.metrics.IdPCall,
-			MaxConcurrent: cfg.IdPMaxConcurrent,
-		}),
-		Publisher:      messaging.NewPublisher(b.nc, subjects, b.log, b.metrics),
-		Metrics:        b.metrics,
-		Keyring:        keys,
-		IdleTimeout:    cfg.IdleTimeout,
-		RequestTimeout: cfg.RequestTimeout,
-		Logger:         b.log,
-	}
-	if cfg.Key != nil {
-		leaseTTL := cfg.LeaseTTL
-		if o.LeaseTTL > 0 {
-			leaseTTL = o.LeaseTTL
-		}
-		if ro.Store, err = openStore(b.nc, cfg, leaseTTL); err != nil {
-			return nil, err
-		}
-		ro.Owner = uuid.NewString()
-		b.log.Info("token state is kept in JetStream", "bucket", ro.Store.Bucket(), "replicas", cfg.StateReplicas)
-	} else {
-		b.log.Info("TOKENBROKER_KEY is not set: token state is kept in memory only, and lost on restart")
-	}
-	if cfg.HasDefault() {
-		s := spec(cfg.Default, false)
-		ro.Default = &s
-	}
-	for _, c := range cfg.Credentials {
-		s := spec(c, true)
-		if s.Grant == actors.GrantClientAssertion {
-			if s.Assertion, err = oauth.LoadAssertionSigner(c.CertificateFile, c.PrivateKeyFile); err != nil {
-				return nil, fmt.Errorf("broker: credential %q: certificate_file/private_key_file: %w", c.Name, err)
-			}
-			if left := time.Until(s.Assertion.Certificate().NotAfter); left < 30*24*time.Hour {
-				b.log.Warn("certificate expires soon", "credential_id", c.Name, "not_after", s.Assertion.Certificate().NotAfter)
-			}
-		}
-		ro.Named = append(ro.Named, s)
-	}
-	if b.router, err = actors.NewRouter(ro); err != nil {
+	if err := b.startRouter(subjects, o); err != nil {
 		return nil, err
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.router.Restore(rctx); err != nil {
-		b.log.Warn("could not restore stored credentials; they come back on first use", "err", err)
-	}
-	b.metrics.SetCredentials(b.router.Credentials)
 	if b.svc, err = messaging.NewService(b.nc, subjects, b.router, messaging.ServiceOptions{
 		Logger: b.log, Metrics: b.metrics, Status: func() any { return b.router.Status() },
 	}); err != nil {
@@ -166,6 +85,141 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	b.log.Info("serving", "subject", subjects.Request(), "queue_group", messaging.QueueGroup,
 		"default_profile", cfg.HasDefault(), "named_credentials", len(cfg.Credentials))
 	return b, nil
+}
+
+// connect connects to NATS_URL, or starts the embedded server and connects
+// to that.
+func (b *Broker) connect() error {
+	cfg := b.cfg
+	url := cfg.NATSURL
+	co := messaging.ConnectOptions{
+		Logger:    b.log,
+		CredsFile: cfg.NATSCreds, NKeyFile: cfg.NATSNKey,
+		User: cfg.NATSUser, Password: cfg.NATSPassword.Reveal(), Token: cfg.NATSToken.Reveal(),
+		CAFile: cfg.NATSCA, CertFile: cfg.NATSCert, KeyFile: cfg.NATSKey,
+	}
+	if url == "" {
+		var err error
+		if b.server, err = messaging.StartEmbedded(messaging.EmbeddedOptions{
+			Listen: cfg.NATSListen, ConfigFile: cfg.NATSConfig,
+			JetStream: cfg.Key != nil, StoreDir: cfg.DataDir, Logger: b.log,
+		}); err != nil {
+			return err
+		}
+		url = b.server.ClientURL()
+		// In memory, skipping TCP; but a server with its own configuration
+		// may demand credentials, and a refused login over the in-memory
+		// pipe hangs and then reports only a closed pipe: use TCP there.
+		if cfg.NATSConfig == "" {
+			co.InProcess = b.server
+		}
+		b.log.Info("embedded NATS server started", "url", url)
+	}
+	var err error
+	b.nc, err = messaging.Connect(url, co)
+	return err
+}
+
+// startRouter starts the actor engine and the Router over it, with the
+// token state restored from JetStream when there is a store.
+func (b *Broker) startRouter(subjects messaging.Subjects, o Options) error {
+	ro, err := b.routerOptions(subjects, o.IdPHTTPClient)
+	if err != nil {
+		return err
+	}
+	if err := b.useStore(&ro, o.LeaseTTL); err != nil {
+		return err
+	}
+	if ro.Default, ro.Named, err = b.credentialSpecs(); err != nil {
+		return err
+	}
+	if b.router, err = actors.NewRouter(ro); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// A store that cannot be read now is no reason not to serve: the
+	// credentials are fetched again as they are asked for.
+	if err := b.router.Restore(rctx); err != nil {
+		b.log.Warn("could not restore stored credentials; they come back on first use", "err", err)
+	}
+	b.metrics.SetCredentials(b.router.Credentials)
+	return nil
+}
+
+// routerOptions are the Router's options but for the store and the
+// credentials: its engine, the guarded IdP client and the event publisher.
+func (b *Broker) routerOptions(subjects messaging.Subjects, idpHTTP *http.Client) (actors.Options, error) {
+	cfg := b.cfg
+	keys, err := actors.NewKeyring(cfg.Key)
+	if err != nil {
+		return actors.Options{}, err
+	}
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		return actors.Options{}, fmt.Errorf("broker: actor engine: %w", err)
+	}
+	return actors.Options{
+		Engine: engine,
+		// Retries with backoff, Retry-After, a concurrency limit and a
+		// circuit breaker per token endpoint; every attempt is counted.
+		Client: guard.New(oauth.NewClient(idpHTTP, cfg.IdPTimeout), guard.Options{
+			OnAttempt:     b.metrics.IdPCall,
+			MaxConcurrent: cfg.IdPMaxConcurrent,
+		}),
+		Publisher:      messaging.NewPublisher(b.nc, subjects, b.log, b.metrics),
+		Metrics:        b.metrics,
+		Keyring:        keys,
+		IdleTimeout:    cfg.IdleTimeout,
+		RequestTimeout: cfg.RequestTimeout,
+		Logger:         b.log,
+	}, nil
+}
+
+// useStore keeps the token state in JetStream when TOKENBROKER_KEY is set;
+// without a key there is nothing to encrypt it with, so it stays in memory.
+// leaseTTL, when positive, overrides LEASE_TTL.
+func (b *Broker) useStore(ro *actors.Options, leaseTTL time.Duration) error {
+	cfg := b.cfg
+	if cfg.Key == nil {
+		b.log.Info("TOKENBROKER_KEY is not set: token state is kept in memory only, and lost on restart")
+		return nil
+	}
+	if leaseTTL <= 0 {
+		leaseTTL = cfg.LeaseTTL
+	}
+	var err error
+	if ro.Store, err = openStore(b.nc, cfg, leaseTTL); err != nil {
+		return err
+	}
+	ro.Owner = uuid.NewString()
+	b.log.Info("token state is kept in JetStream", "bucket", ro.Store.Bucket(), "replicas", cfg.StateReplicas)
+	return nil
+}
+
+// credentialSpecs turns the default profile, if any, and the named
+// credentials into the Router's specs. A named credential's certificate is
+// loaded now, so that an unusable one stops start-up rather than its first
+// request.
+func (b *Broker) credentialSpecs() (def *actors.Spec, named []actors.Spec, err error) {
+	cfg := b.cfg
+	if cfg.HasDefault() {
+		s := spec(cfg.Default, false)
+		def = &s
+	}
+	for _, c := range cfg.Credentials {
+		s := spec(c, true)
+		if s.Grant == actors.GrantClientAssertion {
+			if s.Assertion, err = oauth.LoadAssertionSigner(c.CertificateFile, c.PrivateKeyFile); err != nil {
+				return nil, nil, fmt.Errorf("broker: credential %q: certificate_file/private_key_file: %w", c.Name, err)
+			}
+			if left := time.Until(s.Assertion.Certificate().NotAfter); left < 30*24*time.Hour {
+				b.log.Warn("certificate expires soon", "credential_id", c.Name, "not_after", s.Assertion.Certificate().NotAfter)
+			}
+		}
+		named = append(named, s)
+	}
+	return def, named, nil
 }
 
 // openStore opens the encrypted token state in JetStream. A key that fits
