@@ -12,7 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/client"
 	"github.com/tokenbroker/tokenbroker/messaging"
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
 // clientFlags are the flags of the commands that talk to a running broker.
@@ -29,7 +31,7 @@ func registerClientFlags(fs *flag.FlagSet, e env) clientFlags {
 	}
 	prefix := e.getenv("SUBJECT_PREFIX")
 	if prefix == "" {
-		prefix = messaging.DefaultPrefix
+		prefix = wire.DefaultPrefix
 	}
 	return clientFlags{
 		url:     fs.String("nats-url", url, "`URL` of the NATS server the broker uses (env NATS_URL)"),
@@ -70,11 +72,18 @@ func randomSecret() string {
 
 func tokenbrokerSecret(s string) tokenbroker.Secret { return tokenbroker.Secret(s) }
 
-// describe formats an error reply for a terminal.
-func describe(code string, body []byte) string {
-	var r tokenbroker.ErrorReply
-	if err := jsonUnmarshal(body, &r); err != nil || r.Error == "" {
-		return fmt.Sprintf("error %s", code)
+// newClient is the Go client over nc with the flags' subject prefix and
+// timeout, so that the commands speak the broker's protocol through the
+// same code as any Go caller.
+func (c clientFlags) newClient(nc *nats.Conn) *client.Client {
+	return client.New(nc, client.WithSubjectPrefix(*c.prefix), client.WithTimeout(*c.timeout))
+}
+
+// describe formats a broker's refusal for a terminal: its code, its OAuth
+// error and its description.
+func describe(e *tokenbroker.Error) string {
+	if e.Description == "" {
+		return fmt.Sprintf("error %d %s", e.Code, e.OAuth)
 	}
-	return fmt.Sprintf("error %s %s: %s", code, r.Error, r.Description)
+	return fmt.Sprintf("error %d %s: %s", e.Code, e.OAuth, e.Description)
 }

@@ -10,9 +10,9 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/client"
 )
 
 const tokenHelp = `Usage: tokenbroker token (--credential NAME | --username USER [--password-file FILE]) [flags]
@@ -23,8 +23,6 @@ else --password (visible to other users through ps: for demos only).
 Exits 1 with the error on stderr when the broker refuses.
 
 `
-
-var jsonUnmarshal = json.Unmarshal
 
 func token(ctx context.Context, args []string, e env) int {
 	fs := flag.NewFlagSet("tokenbroker token", flag.ContinueOnError)
@@ -39,13 +37,13 @@ func token(ctx context.Context, args []string, e env) int {
 	if ok, code := parse(fs, args, e, tokenHelp, nil); !ok {
 		return code
 	}
-	req := map[string]any{}
+	var req tokenbroker.Request
 	switch {
 	case *credential != "" && *username != "":
 		fmt.Fprintln(e.stderr, "tokenbroker token: give --credential or --username, not both")
 		return exitUsage
 	case *credential != "":
-		req["credential"] = *credential
+		req.Credential = *credential
 	case *username != "":
 		pw := *password
 		if *passwordFile != "" {
@@ -58,18 +56,12 @@ func token(ctx context.Context, args []string, e env) int {
 		} else if v := e.getenv("TOKENBROKER_PASSWORD"); v != "" {
 			pw = v
 		}
-		req["username"], req["password"] = *username, pw
+		req.Username, req.Password = *username, tokenbroker.Secret(pw)
 	default:
 		fmt.Fprintln(e.stderr, "tokenbroker token: give --credential NAME or --username USER")
 		return exitUsage
 	}
-	if *force {
-		req["force_refresh"] = true
-	}
-	if *minTTL != 0 {
-		req["min_ttl"] = *minTTL
-	}
-	data, _ := json.Marshal(req)
+	req.ForceRefresh, req.MinTTL = *force, *minTTL
 
 	nc, err := cf.connect(e)
 	if err != nil {
@@ -79,28 +71,34 @@ func token(ctx context.Context, args []string, e env) int {
 	defer nc.Close()
 	rctx, cancel := context.WithTimeout(ctx, *cf.timeout)
 	defer cancel()
-	msg, err := nc.RequestWithContext(rctx, *cf.prefix+".request", data)
+	rep, err := cf.newClient(nc).Token(rctx, req)
+	var nr *client.NoReplyError
+	var refused *tokenbroker.Error
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		fmt.Fprintf(e.stderr, "tokenbroker token: no broker answers on %s.request at %s\n", *cf.prefix, *cf.url)
+		return exitError
+	case errors.As(err, &nr):
+		fmt.Fprintf(e.stderr, "tokenbroker token: %v\n", err)
+		return exitError
+	case errors.As(err, &refused):
+		fmt.Fprintf(e.stderr, "tokenbroker token: %s\n", describe(refused))
 		return exitError
 	case err != nil:
 		fmt.Fprintf(e.stderr, "tokenbroker token: %v\n", err)
 		return exitError
 	}
-	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		fmt.Fprintf(e.stderr, "tokenbroker token: %s\n", describe(code, msg.Data))
-		return exitError
-	}
 	if *only {
-		var r tokenbroker.Reply
-		if err := json.Unmarshal(msg.Data, &r); err != nil {
-			fmt.Fprintf(e.stderr, "tokenbroker token: unreadable reply: %v\n", err)
-			return exitError
-		}
-		fmt.Fprintln(e.stdout, r.AccessToken)
+		fmt.Fprintln(e.stdout, rep.AccessToken)
 		return exitOK
 	}
-	fmt.Fprintln(e.stdout, string(msg.Data))
+	// The reply as the broker encodes it: same fields, same order, same
+	// escaping (tokenbroker.Reply is the broker's reply type too).
+	out, err := json.Marshal(rep)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "tokenbroker token: %v\n", err)
+		return exitError
+	}
+	fmt.Fprintln(e.stdout, string(out))
 	return exitOK
 }

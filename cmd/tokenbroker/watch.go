@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/tokenbroker/tokenbroker/client"
 )
 
 const watchHelp = `Usage: tokenbroker watch [flags] [CREDENTIAL_ID]
@@ -46,51 +45,52 @@ func watch(ctx context.Context, args []string, e env) int {
 		return exitError
 	}
 	defer nc.Close()
-	ch := make(chan *nats.Msg, 256)
-	for _, kind := range []string{"refreshed", "failed"} {
-		sub, err := nc.ChanSubscribe(*cf.prefix+"."+kind+"."+id, ch)
-		if err != nil {
-			fmt.Fprintf(e.stderr, "tokenbroker watch: %v\n", err)
-			return exitError
-		}
-		defer sub.Unsubscribe()
+	// fn hands each event to this goroutine, which alone writes, counts and
+	// decides when to stop; once it has stopped, fn drops what comes.
+	events, stopped := make(chan client.Event), make(chan struct{})
+	defer close(stopped)
+	only := ""
+	if id != "*" {
+		only = id
 	}
-	if err := nc.Flush(); err != nil {
+	w, err := cf.newClient(nc).Watch(ctx, only, func(ev client.Event) {
+		select {
+		case events <- ev:
+		case <-stopped:
+		}
+	})
+	if err != nil {
 		fmt.Fprintf(e.stderr, "tokenbroker watch: %v\n", err)
 		return exitError
 	}
+	defer w.Close()
 	fmt.Fprintf(e.stderr, "watching %s.{refreshed,failed}.%s on %s\n", *cf.prefix, id, *cf.url)
 	for n := 0; *count == 0 || n < *count; n++ {
 		select {
 		case <-ctx.Done():
 			return exitOK
-		case m := <-ch:
+		case ev := <-events:
 			if *asJSON {
-				fmt.Fprintln(e.stdout, string(m.Data))
+				fmt.Fprintln(e.stdout, string(ev.Data))
 				continue
 			}
-			fmt.Fprintln(e.stdout, summarize(m))
+			fmt.Fprintln(e.stdout, summarize(ev))
 		}
 	}
 	return exitOK
 }
 
 // summarize is one line of an event, without its access token.
-func summarize(m *nats.Msg) string {
-	var ev struct {
-		CredentialID string `json:"credential_id"`
-		Action       string `json:"action"`
-		ExpiresIn    int64  `json:"expires_in"`
-		ExpiresOn    string `json:"expires_on"`
-		Error        string `json:"error"`
-		Description  string `json:"error_description"`
-	}
-	if err := json.Unmarshal(m.Data, &ev); err != nil {
-		return fmt.Sprintf("%s %s: unreadable event", time.Now().UTC().Format(time.RFC3339), m.Subject)
-	}
+func summarize(ev client.Event) string {
 	now := time.Now().UTC().Format(time.RFC3339)
-	if ev.Error != "" {
-		return fmt.Sprintf("%s failed    %s error=%s description=%q", now, ev.CredentialID, ev.Error, ev.Description)
+	switch {
+	case ev.Failed != nil:
+		f := ev.Failed
+		return fmt.Sprintf("%s failed    %s error=%s description=%q", now, f.CredentialID, f.Error, f.Description)
+	case ev.Refreshed != nil:
+		r := ev.Refreshed
+		return fmt.Sprintf("%s refreshed %s action=%q expires_in=%d expires_on=%s", now, r.CredentialID, r.Action, r.ExpiresIn, r.ExpiresOn)
+	default:
+		return fmt.Sprintf("%s %s: unreadable event", now, ev.Subject)
 	}
-	return fmt.Sprintf("%s refreshed %s action=%q expires_in=%d expires_on=%s", now, ev.CredentialID, ev.Action, ev.ExpiresIn, ev.ExpiresOn)
 }
