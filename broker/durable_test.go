@@ -18,6 +18,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
 	"github.com/tokenbroker/tokenbroker/internal/testkit"
@@ -33,39 +34,18 @@ func newKey(t *testing.T) []byte {
 	return k
 }
 
-// durableConfig is a broker config against idp that keeps its state in
-// JetStream under key: in dataDir with an embedded server, or on natsURL.
-func durableConfig(t *testing.T, idp *fakeidp.Server, key []byte, dataDir, natsURL string) *config.Config {
-	t.Helper()
-	cfg := config.Defaults()
-	cfg.NATSListen, cfg.HTTPAddr, cfg.NATSURL = "127.0.0.1:0", "", natsURL
-	cfg.DataDir, cfg.Key = dataDir, key
-	cfg.Default = config.Credential{Name: config.DefaultName, Grant: config.GrantPassword,
-		TokenEndpoint: idp.V1TokenURL(), ClientID: clientID, Resource: resource, RefreshThreshold: 10 * time.Minute}
-	cfg.Credentials = []config.Credential{{Name: app, Grant: config.GrantClientCredentials,
-		TokenEndpoint: idp.V2TokenURL(), ClientID: app, ClientSecret: secret, Scope: resource + "/.default",
-		RefreshThreshold: 10 * time.Minute, KeepWarm: true}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+// durableConfig is the fixture's broker config against idp that keeps its
+// state in JetStream under key: in dataDir with an embedded server, or on
+// natsURL.
+func durableConfig(idp *fakeidp.Server, key []byte, dataDir, natsURL string) *config.Config {
+	cfg := brokertest.Config(idp, 10*time.Minute)
+	cfg.NATSURL, cfg.DataDir, cfg.Key = natsURL, dataDir, key
 	return cfg
 }
 
 func startBroker(t *testing.T, cfg *config.Config, logs *testkit.LogBuffer, leaseTTL time.Duration) *broker.Broker {
 	t.Helper()
-	b, err := broker.Start(cfg, broker.Options{LeaseTTL: leaseTTL, Logger: logs.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopBroker(t, b) })
-	return b
-}
-
-func stopBroker(t *testing.T, b *broker.Broker) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = b.Shutdown(ctx)
+	return brokertest.StartBroker(t, cfg, broker.Options{LeaseTTL: leaseTTL, Logger: logs.Logger()})
 }
 
 func ask(t *testing.T, url, body string) tokenbroker.Reply {
@@ -84,13 +64,8 @@ func ask(t *testing.T, url, body string) tokenbroker.Reply {
 
 func newIdP(t *testing.T) *fakeidp.Server {
 	t.Helper()
-	idp, err := fakeidp.Start(fakeidp.WithRecordIssued(), fakeidp.WithLifetime(time.Hour), fakeidp.WithUser(user, password),
-		fakeidp.WithClient(clientID, ""), fakeidp.WithClient(app, secret))
-	if err != nil {
-		t.Fatal(err)
-	}
+	idp := brokertest.StartIdP(t, time.Hour, fakeidp.WithRecordIssued())
 	suite.addIdP(idp)
-	t.Cleanup(idp.Close)
 	return idp
 }
 
@@ -132,7 +107,7 @@ const userRequest = `{"username":"` + user + `","password":"` + password + `"}`
 func TestRestartServesStoredTokensWithoutTheIdP(t *testing.T) {
 	idp, key, dir := newIdP(t), newKey(t), t.TempDir()
 	logs := newLogSink()
-	first := startBroker(t, durableConfig(t, idp, key, dir, ""), logs, 0)
+	first := startBroker(t, durableConfig(idp, key, dir, ""), logs, 0)
 	named := ask(t, first.ClientURL(), `{"credential":"app"}`)
 	usr := ask(t, first.ClientURL(), userRequest)
 	if idp.Calls() != 2 {
@@ -159,9 +134,9 @@ func TestRestartServesStoredTokensWithoutTheIdP(t *testing.T) {
 			t.Fatalf("record %s does not name its key id", k)
 		}
 	}
-	stopBroker(t, first)
+	brokertest.Stop(first)
 
-	second := startBroker(t, durableConfig(t, idp, key, dir, ""), logs, 0)
+	second := startBroker(t, durableConfig(idp, key, dir, ""), logs, 0)
 	// The kept-warm credential is back in memory with its timer before any request.
 	testkit.Until(t, 10*time.Second, "the kept-warm credential back with its timer", func() bool {
 		st := second.Router().Status()
@@ -192,17 +167,17 @@ func TestRestartServesStoredTokensWithoutTheIdP(t *testing.T) {
 func TestWrongKeyStopsStartUpAndLeavesRecordsAlone(t *testing.T) {
 	idp, key, dir := newIdP(t), newKey(t), t.TempDir()
 	logs := newLogSink()
-	first := startBroker(t, durableConfig(t, idp, key, dir, ""), logs, 0)
+	first := startBroker(t, durableConfig(idp, key, dir, ""), logs, 0)
 	ask(t, first.ClientURL(), `{"credential":"app"}`)
 	before := rawRecords(t, first.ClientURL())
-	stopBroker(t, first)
+	brokertest.Stop(first)
 
-	_, err := broker.Start(durableConfig(t, idp, newKey(t), dir, ""), broker.Options{})
+	_, err := broker.Start(durableConfig(idp, newKey(t), dir, ""), broker.Options{})
 	if !errors.Is(err, store.ErrWrongKey) || !strings.Contains(err.Error(), "TOKENBROKER_KEY") || !strings.Contains(err.Error(), store.KeyID(key)) {
 		t.Fatalf("start with another key: %v", err)
 	}
 
-	again := startBroker(t, durableConfig(t, idp, key, dir, ""), logs, 0)
+	again := startBroker(t, durableConfig(idp, key, dir, ""), logs, 0)
 	after := rawRecords(t, again.ClientURL())
 	for k, e := range before {
 		if a, ok := after[k]; !ok || a.Revision() != e.Revision() || !bytes.Equal(a.Value(), e.Value()) {
@@ -217,7 +192,7 @@ func brokers(t *testing.T, n int, idp *fakeidp.Server, url string, leaseTTL time
 	key := newKey(t)
 	var bs []*broker.Broker
 	for i := 0; i < n; i++ {
-		bs = append(bs, startBroker(t, durableConfig(t, idp, key, "", url), newLogSink(), leaseTTL))
+		bs = append(bs, startBroker(t, durableConfig(idp, key, "", url), newLogSink(), leaseTTL))
 	}
 	return bs
 }
@@ -322,7 +297,7 @@ func TestLosingOneNATSNodeOfThreeLosesNoToken(t *testing.T) {
 	urls := natstest.ClientURLs(nodes...)
 	idp := newIdP(t)
 	key := newKey(t)
-	cfg := durableConfig(t, idp, key, "", urls)
+	cfg := durableConfig(idp, key, "", urls)
 	cfg.StateReplicas = 3
 	startBroker(t, cfg, newLogSink(), 0)
 	first := ask(t, urls, `{"credential":"app"}`)
@@ -366,17 +341,12 @@ func TestLosingOneNATSNodeOfThreeLosesNoToken(t *testing.T) {
 		return err
 	}
 	// JetStream may first elect a new meta leader: allow it 30 seconds.
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for deadline := time.Now().Add(30 * time.Second); ; <-tick.C {
-		err := errors.Join(stored(first.CredentialID), stored(usr.CredentialID))
-		if err == nil {
-			break
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if err := errors.Join(stored(first.CredentialID), stored(usr.CredentialID)); err != nil {
+			return fmt.Errorf("records after losing a node: %w", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("records after losing a node: %v", err)
-		}
-	}
+		return nil
+	})
 	if got := ask(t, rest, userRequest); got.AccessToken != usr.AccessToken {
 		t.Fatalf("user after losing a node: %+v", got)
 	}

@@ -1,6 +1,10 @@
 // Package brokertest runs a whole broker over a fake Azure AD, for the tests
 // of every package that talks to one: the broker's own end-to-end tests and
 // the Go client's.
+//
+// Start runs the whole fixture. Tests that need several brokers over one
+// IdP, or a broker configured otherwise, build it from its parts: StartIdP,
+// Config and StartBroker.
 package brokertest
 
 import (
@@ -55,34 +59,63 @@ func Start(tb testing.TB, o Options) *Env {
 	if o.Logs == nil {
 		o.Logs = &testkit.LogBuffer{}
 	}
-	idp, err := fakeidp.Start(append([]fakeidp.Option{fakeidp.WithLifetime(o.Lifetime), fakeidp.WithUser(User, Password),
-		fakeidp.WithClient(PublicClient, ""), fakeidp.WithClient(App, AppSecret)}, o.IdP...)...)
+	idp := StartIdP(tb, o.Lifetime, o.IdP...)
+	cfg := Config(idp, o.Threshold)
+	if o.Adjust != nil {
+		o.Adjust(cfg, idp)
+	}
+	b := StartBroker(tb, cfg, broker.Options{Logger: o.Logs.Logger()})
+	return &Env{IdP: idp, Broker: b, Logs: o.Logs}
+}
+
+// StartIdP runs the fake IdP with the fixture's user and clients, issuing
+// access tokens valid for lifetime, and closes it when tb ends. opts come
+// after the fixture's, so they may override them.
+func StartIdP(tb testing.TB, lifetime time.Duration, opts ...fakeidp.Option) *fakeidp.Server {
+	tb.Helper()
+	idp, err := fakeidp.Start(append([]fakeidp.Option{fakeidp.WithLifetime(lifetime), fakeidp.WithUser(User, Password),
+		fakeidp.WithClient(PublicClient, ""), fakeidp.WithClient(App, AppSecret)}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(idp.Close)
+	return idp
+}
+
+// Config is the fixture's broker configuration against idp: an embedded
+// NATS server on a random loopback port, no HTTP gateway, the default
+// profile and App, each refreshed threshold before its token expires.
+func Config(idp *fakeidp.Server, threshold time.Duration) *config.Config {
 	cfg := config.Defaults()
 	cfg.NATSListen = "127.0.0.1:0"
 	cfg.HTTPAddr = ""
 	cfg.Default = config.Credential{Name: config.DefaultName, Grant: config.GrantPassword,
-		TokenEndpoint: idp.V1TokenURL(), ClientID: PublicClient, Resource: Resource, RefreshThreshold: o.Threshold}
+		TokenEndpoint: idp.V1TokenURL(), ClientID: PublicClient, Resource: Resource, RefreshThreshold: threshold}
 	cfg.Credentials = []config.Credential{{Name: App, Grant: config.GrantClientCredentials,
 		TokenEndpoint: idp.V2TokenURL(), ClientID: App, ClientSecret: AppSecret, Scope: Resource + "/.default",
-		RefreshThreshold: o.Threshold, KeepWarm: true}}
-	if o.Adjust != nil {
-		o.Adjust(cfg, idp)
-	}
+		RefreshThreshold: threshold, KeepWarm: true}}
+	return cfg
+}
+
+// StartBroker validates cfg, since broker.Start expects a valid Config,
+// starts a broker on it and stops the broker when tb ends.
+func StartBroker(tb testing.TB, cfg *config.Config, o broker.Options) *broker.Broker {
+	tb.Helper()
 	if err := cfg.Validate(); err != nil {
 		tb.Fatal(err)
 	}
-	b, err := broker.Start(cfg, broker.Options{Logger: o.Logs.Logger()})
+	b, err := broker.Start(cfg, o)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Shutdown(ctx)
-	})
-	return &Env{IdP: idp, Broker: b, Logs: o.Logs}
+	tb.Cleanup(func() { _ = Stop(b) })
+	return b
+}
+
+// Stop shuts b down, giving requests in flight at most 10 seconds. A test may
+// stop a broker of StartBroker's early: the cleanup's second Stop is ignored.
+func Stop(b *broker.Broker) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return b.Shutdown(ctx)
 }
