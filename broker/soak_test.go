@@ -20,131 +20,42 @@ import (
 	"github.com/tokenbroker/tokenbroker/internal/testkit"
 )
 
+// soakUsers is how many users the soak's callers sign in as.
+const soakUsers = 20
+
 // TestSoak runs mixed traffic from many callers against short-lived tokens
 // while the IdP misbehaves now and then, for TOKENBROKER_SOAK (default 8s;
 // -short: 2s). Every request must get an answer that is right for what it
 // asked, and the broker must leave no goroutine and no heap behind.
 func TestSoak(t *testing.T) {
-	duration := 8 * time.Second
-	if testing.Short() {
-		duration = 2 * time.Second
-	}
-	if v := os.Getenv("TOKENBROKER_SOAK"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("TOKENBROKER_SOAK: %v", err)
-		}
-		duration = d
-	}
+	duration := soakDuration(t)
 	runtime.GC()
 	baseGoroutines := runtime.NumGoroutine()
 	var baseHeap runtime.MemStats
 	runtime.ReadMemStats(&baseHeap)
 
-	const users = 20
 	e := start(t, 3*time.Second, time.Second, func(c *config.Config, idp *fakeidp.Server) {
-		for i := 0; i < users; i++ {
+		for i := 0; i < soakUsers; i++ {
 			idp.AddUser(fmt.Sprintf("user%d@contoso.example", i), fmt.Sprintf("pw-%d", i))
 		}
 	})
-
-	// The IdP fails now and then: throttling, outages, garbage, a hang.
-	faults := []fakeidp.Failure{
-		fakeidp.FailStatus(503, "", ""), fakeidp.FailRetryAfter(429, 1), fakeidp.FailHTML(200),
-		fakeidp.FailTruncated(), fakeidp.FailStatus(500, "", ""), fakeidp.FailMissingAccessToken(),
-	}
-	stop := make(chan struct{})
-	var faulted sync.WaitGroup
-	faulted.Add(1)
-	go func() {
-		defer faulted.Done()
-		tick := time.NewTicker(300 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				e.idp.Fail(faults[i%len(faults)], 2)
-			}
-		}
-	}()
-
-	type kind int
-	const (
-		goodUser kind = iota
-		wrongPassword
-		named
-		malformed
-		unknown
-		kinds
-	)
-	var answered, tokens, refusals atomic.Int64
-	var wrong sync.Map // what went wrong, by description
+	stopFaults := injectFaults(e.idp)
+	var tally soakTally
 	deadline := time.Now().Add(duration)
 	var callers sync.WaitGroup
 	for c := 0; c < 48; c++ {
 		callers.Add(1)
 		go func(c int) {
 			defer callers.Done()
-			nc, err := nats.Connect(e.broker.ClientURL())
-			if err != nil {
-				wrong.Store("connect: "+err.Error(), true)
-				return
-			}
-			defer nc.Close()
-			for i := 0; time.Now().Before(deadline); i++ {
-				k := kind((c + i) % int(kinds))
-				u := (c*7 + i) % users
-				var body string
-				switch k {
-				case goodUser:
-					body = fmt.Sprintf(`{"username":"user%d@contoso.example","password":"pw-%d"}`, u, u)
-				case wrongPassword:
-					body = fmt.Sprintf(`{"username":"user%d@contoso.example","password":"nope"}`, u)
-				case named:
-					body = `{"credential":"app"}`
-				case malformed:
-					body = `{"credential":["app"]}`
-				case unknown:
-					body = `{"credential":"nope"}`
-				}
-				msg, err := nc.Request("token.request", []byte(body), 20*time.Second)
-				if err != nil {
-					wrong.Store(fmt.Sprintf("kind %d: no answer: %v", k, err), true)
-					continue
-				}
-				answered.Add(1)
-				code := msg.Header.Get(micro.ErrorCodeHeader)
-				if code == "" {
-					var r tokenbroker.Reply
-					if json.Unmarshal(msg.Data, &r) != nil || e.idp.Claims(r.AccessToken) == nil || (k != goodUser && k != named) {
-						wrong.Store(fmt.Sprintf("kind %d: bad token reply %.80s", k, msg.Data), true)
-					}
-					tokens.Add(1)
-					continue
-				}
-				refusals.Add(1)
-				ok := map[kind]map[string]bool{
-					goodUser:      {"502": true, "503": true},
-					named:         {"502": true, "503": true},
-					wrongPassword: {"401": true, "502": true, "503": true},
-					malformed:     {"400": true},
-					unknown:       {"404": true},
-				}[k][code]
-				if !ok {
-					wrong.Store(fmt.Sprintf("kind %d: code %s: %.120s", k, code, msg.Data), true)
-				}
-			}
+			soakCaller(e, c, deadline, &tally)
 		}(c)
 	}
 	callers.Wait()
-	close(stop)
-	faulted.Wait()
-	wrong.Range(func(k, _ any) bool { t.Error(k); return true })
-	t.Logf("%d answers in %s: %d tokens, %d refusals, %d IdP calls", answered.Load(), duration, tokens.Load(), refusals.Load(), e.idp.Calls())
-	if tokens.Load() == 0 || answered.Load() < 100 {
-		t.Fatalf("too little traffic to mean anything: %d answers, %d tokens", answered.Load(), tokens.Load())
+	stopFaults()
+	tally.wrong.Range(func(k, _ any) bool { t.Error(k); return true })
+	t.Logf("%d answers in %s: %d tokens, %d refusals, %d IdP calls", tally.answered.Load(), duration, tally.tokens.Load(), tally.refusals.Load(), e.idp.Calls())
+	if tally.tokens.Load() == 0 || tally.answered.Load() < 100 {
+		t.Fatalf("too little traffic to mean anything: %d answers, %d tokens", tally.answered.Load(), tally.tokens.Load())
 	}
 
 	// Shut everything down and check nothing stays behind.
@@ -161,5 +72,127 @@ func TestSoak(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if grown := int64(after.HeapAlloc) - int64(baseHeap.HeapAlloc); grown > 16<<20 {
 		t.Fatalf("heap grew by %d MiB over the soak", grown>>20)
+	}
+}
+
+// soakDuration is TOKENBROKER_SOAK, or 8s (2s with -short).
+func soakDuration(t *testing.T) time.Duration {
+	t.Helper()
+	if v := os.Getenv("TOKENBROKER_SOAK"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("TOKENBROKER_SOAK: %v", err)
+		}
+		return d
+	}
+	if testing.Short() {
+		return 2 * time.Second
+	}
+	return 8 * time.Second
+}
+
+// injectFaults makes the IdP fail now and then: throttling, outages,
+// garbage, a hang. stop ends the faults and returns once they have ended.
+func injectFaults(idp *fakeidp.Server) (stop func()) {
+	faults := []fakeidp.Failure{
+		fakeidp.FailStatus(503, "", ""), fakeidp.FailRetryAfter(429, 1), fakeidp.FailHTML(200),
+		fakeidp.FailTruncated(), fakeidp.FailStatus(500, "", ""), fakeidp.FailMissingAccessToken(),
+	}
+	done := make(chan struct{})
+	var faulted sync.WaitGroup
+	faulted.Add(1)
+	go func() {
+		defer faulted.Done()
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				idp.Fail(faults[i%len(faults)], 2)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		faulted.Wait()
+	}
+}
+
+// soakKind is what a soak request asks for, and so which answers are right.
+type soakKind int
+
+const (
+	goodUser soakKind = iota
+	wrongPassword
+	named
+	malformed
+	unknown
+	soakKinds
+)
+
+// refusalsAllowed are the error codes each kind may get: the IdP's faults
+// may refuse any request that needs it, never one the broker answers alone.
+var refusalsAllowed = map[soakKind]map[string]bool{
+	goodUser:      {"502": true, "503": true},
+	named:         {"502": true, "503": true},
+	wrongPassword: {"401": true, "502": true, "503": true},
+	malformed:     {"400": true},
+	unknown:       {"404": true},
+}
+
+// soakBody is the request body of kind k for user u.
+func soakBody(k soakKind, u int) string {
+	switch k {
+	case goodUser:
+		return fmt.Sprintf(`{"username":"user%d@contoso.example","password":"pw-%d"}`, u, u)
+	case wrongPassword:
+		return fmt.Sprintf(`{"username":"user%d@contoso.example","password":"nope"}`, u)
+	case named:
+		return `{"credential":"app"}`
+	case malformed:
+		return `{"credential":["app"]}`
+	}
+	return `{"credential":"nope"}`
+}
+
+// soakTally counts the soak's answers from every caller, and keeps what
+// went wrong by description, once each.
+type soakTally struct {
+	answered, tokens, refusals atomic.Int64
+	wrong                      sync.Map
+}
+
+// soakCaller sends requests of every kind in turn on its own connection
+// until deadline, and checks each answer.
+func soakCaller(e *env, c int, deadline time.Time, tally *soakTally) {
+	nc, err := nats.Connect(e.broker.ClientURL())
+	if err != nil {
+		tally.wrong.Store("connect: "+err.Error(), true)
+		return
+	}
+	defer nc.Close()
+	for i := 0; time.Now().Before(deadline); i++ {
+		k := soakKind((c + i) % int(soakKinds))
+		msg, err := nc.Request("token.request", []byte(soakBody(k, (c*7+i)%soakUsers)), 20*time.Second)
+		if err != nil {
+			tally.wrong.Store(fmt.Sprintf("kind %d: no answer: %v", k, err), true)
+			continue
+		}
+		tally.answered.Add(1)
+		code := msg.Header.Get(micro.ErrorCodeHeader)
+		if code == "" {
+			var r tokenbroker.Reply
+			if json.Unmarshal(msg.Data, &r) != nil || e.idp.Claims(r.AccessToken) == nil || (k != goodUser && k != named) {
+				tally.wrong.Store(fmt.Sprintf("kind %d: bad token reply %.80s", k, msg.Data), true)
+			}
+			tally.tokens.Add(1)
+			continue
+		}
+		tally.refusals.Add(1)
+		if !refusalsAllowed[k][code] {
+			tally.wrong.Store(fmt.Sprintf("kind %d: code %s: %.120s", k, code, msg.Data), true)
+		}
 	}
 }
