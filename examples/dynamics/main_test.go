@@ -9,51 +9,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenbroker/tokenbroker/broker"
-	"github.com/tokenbroker/tokenbroker/config"
-	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 )
 
 const (
-	user     = "svc@contoso.example"
-	password = "correct horse battery staple"
-	public   = "11111111-2222-3333-4444-555555555555"
-	app      = "crm-app"
-	secret   = "crm-app-secret"
-	crm      = "https://contoso.crm.dynamics.com"
+	user     = brokertest.User
+	password = brokertest.Password
 )
 
-// start runs a broker over a fake IdP, with the named credential crm and a
-// default profile for users, and a stand-in for the Dynamics Web API that
-// answers WhoAmI only for a token the IdP issued.
+// start runs brokertest's broker over a fake IdP (the named credential
+// brokertest.App and a default profile for users) and a stand-in for the
+// Dynamics Web API that answers WhoAmI only for a token the IdP issued.
 func start(t *testing.T) (natsURL, apiURL string) {
 	t.Helper()
-	idp, err := fakeidp.Start(fakeidp.WithUser(user, password), fakeidp.WithClient(public, ""), fakeidp.WithClient(app, secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
-	cfg := config.Defaults()
-	cfg.NATSListen = "127.0.0.1:0"
-	cfg.HTTPAddr = ""
-	cfg.Default = config.Credential{Name: config.DefaultName, Grant: config.GrantPassword,
-		TokenEndpoint: idp.V1TokenURL(), ClientID: public, Resource: crm, RefreshThreshold: 10 * time.Minute}
-	cfg.Credentials = []config.Credential{{Name: "crm", Grant: config.GrantClientCredentials,
-		TokenEndpoint: idp.V2TokenURL(), ClientID: app, ClientSecret: secret, Scope: crm + "/.default",
-		RefreshThreshold: 10 * time.Minute, KeepWarm: true}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := broker.Start(cfg, broker.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Shutdown(ctx)
-	})
-
+	e := brokertest.Start(t, brokertest.Options{})
+	idp := e.IdP
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for k, v := range map[string]string{"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"} {
 			if got := r.Header.Get(k); got != v {
@@ -78,7 +48,7 @@ func start(t *testing.T) (natsURL, apiURL string) {
 	if !strings.HasPrefix(api.URL, "http://127.0.0.1:") {
 		t.Fatalf("API stand-in not on 127.0.0.1: %s", api.URL)
 	}
-	return b.ClientURL(), api.URL + "/api/data/v9.2/WhoAmI"
+	return e.Broker.ClientURL(), api.URL + "/api/data/v9.2/WhoAmI"
 }
 
 type result struct {
@@ -99,7 +69,7 @@ func TestWhoAmI(t *testing.T) {
 	natsURL, apiURL := start(t)
 	const whoami = `{"UserId":"00000000-0000-0000-0000-000000000001"}`
 	t.Run("named credential", func(t *testing.T) {
-		r := runWith(t, nil, "--nats-url", natsURL, "--credential", "crm", "--api", apiURL)
+		r := runWith(t, nil, "--nats-url", natsURL, "--credential", brokertest.App, "--api", apiURL)
 		if r.code != 0 || !strings.HasPrefix(r.stdout, "200 OK\n") || !strings.Contains(r.stdout, whoami) {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 		}
@@ -122,7 +92,7 @@ func TestWhoAmI(t *testing.T) {
 		}
 	})
 	t.Run("API refuses", func(t *testing.T) {
-		r := runWith(t, nil, "--nats-url", natsURL, "--credential", "crm", "--api", strings.Replace(apiURL, "WhoAmI", "forbidden", 1))
+		r := runWith(t, nil, "--nats-url", natsURL, "--credential", brokertest.App, "--api", strings.Replace(apiURL, "WhoAmI", "forbidden", 1))
 		if r.code != 1 || !strings.HasPrefix(r.stdout, "403 Forbidden\n") || !strings.Contains(r.stdout, "no privilege") {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 		}
