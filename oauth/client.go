@@ -188,20 +188,19 @@ func interpret(resp *http.Response, data []byte, now time.Time) (*Token, error) 
 		}
 		return parseTokenResponse(status, resp.Header.Get("Content-Type"), data, now)
 	case status >= 400:
-		var e *RetrieveError
-		if m, why := decodeObject(data); why == "" && !tooLarge {
-			e = retrieveErrorFrom(status, m)
-		} else {
-			// An HTML error page: for 5xx an outage or a gateway in front
-			// of the IdP, for 4xx a rejection we cannot read.
-			e = &RetrieveError{StatusCode: status}
+		var tj tokenJSON
+		e := &RetrieveError{StatusCode: status}
+		if !tooLarge && tj.decode(data) == "" {
+			e = tj.retrieveError(status)
 		}
+		// Otherwise an HTML error page: for 5xx an outage or a gateway in
+		// front of the IdP, for 4xx a rejection we cannot read.
 		if e.ErrorCode == "" {
 			switch {
 			case status == http.StatusTooManyRequests, status == http.StatusServiceUnavailable:
-				e.ErrorCode = "temporarily_unavailable"
+				e.ErrorCode = tokenbroker.OAuthTemporarilyUnavailable
 			case status >= 500:
-				e.ErrorCode = "server_error"
+				e.ErrorCode = tokenbroker.OAuthServerError
 			}
 		}
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now)

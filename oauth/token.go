@@ -85,67 +85,120 @@ func (t *Token) LogValue() slog.Value {
 	)
 }
 
-// jsonSeconds is a count of seconds sent as a JSON number or, as Azure AD v1
-// does, as a string ("3599"). null and "" mean absent.
-type jsonSeconds struct {
-	v   int64
-	set bool
+// tokenJSON is a token endpoint's answer as sent: the fields of a token
+// (RFC 6749 5.1, with Azure AD's extras) and of an error (5.2), decoded in one
+// pass. No field's type can fail the decode: each records a value of the
+// wrong type instead, so that parseTokenResponse can name the field a token
+// depends on (never its value, which may be a secret), while the
+// informational fields and every field of an error body take what they can
+// and ignore the rest. Keys match as encoding/json matches a struct's: the
+// exact name, else the name in another case.
+type tokenJSON struct {
+	AccessToken  jsonString  `json:"access_token"`
+	TokenType    jsonString  `json:"token_type"`
+	RefreshToken jsonString  `json:"refresh_token"`
+	ExpiresIn    jsonSeconds `json:"expires_in"`
+	ExpiresOn    jsonSeconds `json:"expires_on"`
+	ExtExpiresIn jsonSeconds `json:"ext_expires_in"`
+	Scope        jsonScope   `json:"scope"`
+	Resource     jsonString  `json:"resource"`
+
+	Error            jsonString     `json:"error"`
+	ErrorDescription jsonString     `json:"error_description"`
+	ErrorURI         jsonString     `json:"error_uri"`
+	TraceID          jsonString     `json:"trace_id"`
+	CorrelationID    jsonString     `json:"correlation_id"`
+	ErrorCodes       jsonErrorCodes `json:"error_codes"`
 }
 
-func (s *jsonSeconds) UnmarshalJSON(b []byte) error {
-	*s = jsonSeconds{}
-	b = bytes.TrimSpace(b)
-	if string(b) == "null" {
+// decode parses body, a whole response body, into t. The reason it returns
+// when body is not one JSON object says what is wrong without quoting it.
+func (t *tokenJSON) decode(body []byte) (why string) {
+	if err := json.Unmarshal(body, t); err != nil {
+		return notAnObject(body, err)
+	}
+	// A body that decoded into a struct without error is an object or the
+	// literal null, which leaves t untouched.
+	i := 0
+	for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r') {
+		i++
+	}
+	if i < len(body) && body[i] == 'n' {
+		return "body is JSON null, not an object"
+	}
+	return ""
+}
+
+// notAnObject says why body, on which encoding/json failed with err, is not
+// a JSON object, without quoting it.
+func notAnObject(body []byte, err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case len(bytes.TrimSpace(body)) == 0:
+		return "empty body"
+	case strings.Contains(err.Error(), "unexpected end of JSON input"):
+		return "body is not valid JSON (truncated)"
+	case errors.As(err, &se):
+		return fmt.Sprintf("body is not valid JSON (syntax error at byte %d)", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("body is JSON %s, not an object", te.Value)
+	default:
+		return "body is not valid JSON (truncated)"
+	}
+}
+
+// wrongType returns the name of the first field a token depends on whose
+// value had the wrong type, "" when none had. The order is fixed, so that the
+// error does not depend on the order of the keys.
+func (t *tokenJSON) wrongType() string {
+	switch {
+	case t.AccessToken.bad:
+		return "access_token"
+	case t.TokenType.bad:
+		return "token_type"
+	case t.RefreshToken.bad:
+		return "refresh_token"
+	case t.ExpiresIn.bad:
+		return "expires_in"
+	case t.ExpiresOn.bad:
+		return "expires_on"
+	}
+	return ""
+}
+
+// retrieveError is the IdP's error as t holds it, read leniently: an error
+// body with odd types is still the IdP's error, with the fields it could
+// read.
+func (t *tokenJSON) retrieveError(status int) *RetrieveError {
+	return &RetrieveError{
+		StatusCode:    status,
+		ErrorCode:     t.Error.s,
+		Description:   t.ErrorDescription.s,
+		ErrorURI:      t.ErrorURI.s,
+		ErrorCodes:    t.ErrorCodes.codes,
+		TraceID:       t.TraceID.s,
+		CorrelationID: t.CorrelationID.s,
+	}
+}
+
+// jsonString is a string field. null means absent (""); any other type
+// leaves it "" and sets bad, for the caller to decide whether that matters.
+type jsonString struct {
+	s   string
+	bad bool
+}
+
+func (s *jsonString) UnmarshalJSON(b []byte) error {
+	*s = jsonString{} // a repeated key is decoded again: the last one wins
+	if v, ok := plainString(b); ok {
+		s.s = v
 		return nil
 	}
-	text := string(b)
-	if len(b) > 0 && b[0] == '"' {
-		if err := json.Unmarshal(b, &text); err != nil {
-			return err
-		}
-		text = strings.TrimSpace(text)
-		if text == "" {
-			return nil
-		}
+	if json.Unmarshal(b, &s.s) != nil {
+		*s = jsonString{bad: true}
 	}
-	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
-		s.v, s.set = n, true
-		return nil
-	}
-	// Some IdPs send 3600.0; accept a finite number that fits, truncated.
-	f, err := strconv.ParseFloat(text, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e15 {
-		return fmt.Errorf("not a number of seconds")
-	}
-	s.v, s.set = int64(f), true
 	return nil
-}
-
-// field decodes the raw value of key into v. A wrong type is reported by
-// name only: the value may be a secret.
-func field(m map[string]json.RawMessage, key string, v any) error {
-	raw, ok := m[key]
-	if !ok {
-		return nil
-	}
-	if sp, ok := v.(*string); ok {
-		if s, ok := plainString(raw); ok {
-			*sp = s
-			return nil
-		}
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("field %q has the wrong type", key)
-	}
-	return nil
-}
-
-// optionalString decodes key as a string, ignoring any other type: for the
-// informational fields whose absence would not make a token unusable.
-func optionalString(m map[string]json.RawMessage, key string) string {
-	var s string
-	_ = field(m, key, &s)
-	return s
 }
 
 // plainString returns the value of raw, a JSON string from a body already
@@ -153,7 +206,7 @@ func optionalString(m map[string]json.RawMessage, key string) string {
 // every token does: it is then the bytes between the quotes. A second pass
 // of encoding/json over an access token of a few kilobytes was the largest
 // cost of reading a token response. Anything else is left to encoding/json.
-func plainString(raw json.RawMessage) (string, bool) {
+func plainString(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", false
 	}
@@ -164,54 +217,92 @@ func plainString(raw json.RawMessage) (string, bool) {
 	return string(s), true
 }
 
-// decodeObject parses body as one JSON object. The error says what is wrong
-// without quoting the body.
-func decodeObject(body []byte) (map[string]json.RawMessage, string) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case len(bytes.TrimSpace(body)) == 0:
-			return nil, "empty body"
-		case strings.Contains(err.Error(), "unexpected end of JSON input"):
-			return nil, "body is not valid JSON (truncated)"
-		case errors.As(err, &se):
-			return nil, fmt.Sprintf("body is not valid JSON (syntax error at byte %d)", se.Offset)
-		case errors.As(err, &te):
-			return nil, fmt.Sprintf("body is JSON %s, not an object", te.Value)
-		default:
-			return nil, "body is not valid JSON (truncated)"
-		}
-	}
-	if m == nil { // the literal null
-		return nil, "body is JSON null, not an object"
-	}
-	return m, ""
+// jsonSeconds is a count of seconds sent as a JSON number or, as Azure AD v1
+// does, as a string ("3599"). null and "" mean absent; anything else that is
+// not a finite number of seconds sets bad.
+type jsonSeconds struct {
+	v        int64
+	set, bad bool
 }
 
-// retrieveErrorFrom fills a RetrieveError from a decoded error body, leniently:
-// an error body with odd types is still the IdP's error.
-func retrieveErrorFrom(status int, m map[string]json.RawMessage) *RetrieveError {
-	e := &RetrieveError{StatusCode: status}
-	if m == nil {
-		return e
+func (s *jsonSeconds) UnmarshalJSON(b []byte) error {
+	*s = jsonSeconds{}
+	b = bytes.TrimSpace(b)
+	if string(b) == "null" {
+		return nil
 	}
-	e.ErrorCode = optionalString(m, "error")
-	e.Description = optionalString(m, "error_description")
-	e.ErrorURI = optionalString(m, "error_uri")
-	e.TraceID = optionalString(m, "trace_id")
-	e.CorrelationID = optionalString(m, "correlation_id")
-	var codes []json.RawMessage
-	if json.Unmarshal(m["error_codes"], &codes) == nil {
-		for _, raw := range codes {
-			var n int64
-			if json.Unmarshal(raw, &n) == nil && n >= 0 && n <= math.MaxInt32 {
-				e.ErrorCodes = append(e.ErrorCodes, int(n))
+	text := b
+	if len(b) > 1 && b[0] == '"' {
+		// Unquote by hand when there is no escape: a nested encoding/json
+		// call for each of v1's three lifetimes cost more than the rest of
+		// the decode.
+		if text = b[1 : len(b)-1]; bytes.IndexByte(text, '\\') >= 0 {
+			var str string
+			if err := json.Unmarshal(b, &str); err != nil {
+				s.bad = true
+				return nil
 			}
+			text = []byte(str)
+		}
+		if text = bytes.TrimSpace(text); len(text) == 0 {
+			return nil
 		}
 	}
-	return e
+	if n, err := strconv.ParseInt(string(text), 10, 64); err == nil {
+		s.v, s.set = n, true
+		return nil
+	}
+	// Some IdPs send 3600.0; accept a finite number that fits, truncated.
+	f, err := strconv.ParseFloat(string(text), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e15 {
+		s.bad = true
+		return nil
+	}
+	s.v, s.set = int64(f), true
+	return nil
+}
+
+// jsonScope is scope as a space-separated string: RFC 6749 sends a string,
+// a few IdPs an array. Any other type leaves it "".
+type jsonScope string
+
+func (s *jsonScope) UnmarshalJSON(b []byte) error {
+	*s = ""
+	if v, ok := plainString(b); ok {
+		*s = jsonScope(v)
+		return nil
+	}
+	var str string
+	if json.Unmarshal(b, &str) == nil {
+		*s = jsonScope(str)
+		return nil
+	}
+	var list []string
+	if json.Unmarshal(b, &list) == nil {
+		*s = jsonScope(strings.Join(list, " "))
+	}
+	return nil
+}
+
+// jsonErrorCodes is Azure AD's error_codes: the whole numbers of an array
+// that fit an int and are not negative; anything else is skipped.
+type jsonErrorCodes struct {
+	codes []int
+}
+
+func (c *jsonErrorCodes) UnmarshalJSON(b []byte) error {
+	*c = jsonErrorCodes{}
+	var raws []json.RawMessage
+	if json.Unmarshal(b, &raws) != nil {
+		return nil
+	}
+	for _, raw := range raws {
+		var n int64
+		if json.Unmarshal(raw, &n) == nil && n >= 0 && n <= math.MaxInt32 {
+			c.codes = append(c.codes, int(n))
+		}
+	}
+	return nil
 }
 
 // mediaType returns the media type of a Content-Type header, without
@@ -237,36 +328,23 @@ func parseTokenResponse(status int, contentType string, body []byte, now time.Ti
 	bad := func(format string, args ...any) error {
 		return &ResponseError{StatusCode: status, Reason: fmt.Sprintf(format, args...)}
 	}
-	m, why := decodeObject(body)
-	if why != "" {
+	var tj tokenJSON
+	if why := tj.decode(body); why != "" {
 		return nil, bad("%s; content type %s", why, mediaType(contentType))
 	}
-	if e := optionalString(m, "error"); e != "" {
-		return nil, retrieveErrorFrom(status, m)
+	if tj.Error.s != "" {
+		return nil, tj.retrieveError(status)
 	}
-	var (
-		t                    Token
-		expiresIn, expiresOn jsonSeconds
-		extExpiresIn         jsonSeconds
-	)
-	for _, f := range []struct {
-		key string
-		v   any
-	}{
-		{"access_token", &t.AccessToken},
-		{"token_type", &t.TokenType},
-		{"refresh_token", &t.RefreshToken},
-		{"expires_in", &expiresIn},
-		{"expires_on", &expiresOn},
-	} {
-		if err := field(m, f.key, f.v); err != nil {
-			return nil, bad("%v", err)
-		}
+	if name := tj.wrongType(); name != "" {
+		return nil, bad("field %q has the wrong type", name)
 	}
-	// Informational fields: a wrong type there does not spoil the token.
-	_ = field(m, "ext_expires_in", &extExpiresIn)
-	t.Resource = optionalString(m, "resource")
-	t.Scope = scopeString(m["scope"])
+	t := Token{
+		Token:        tokenbroker.Token{AccessToken: tj.AccessToken.s, TokenType: tj.TokenType.s},
+		RefreshToken: tj.RefreshToken.s,
+		Scope:        string(tj.Scope),
+		Resource:     tj.Resource.s,
+	}
+	expiresIn, expiresOn, extExpiresIn := tj.ExpiresIn, tj.ExpiresOn, tj.ExtExpiresIn
 
 	if t.AccessToken == "" {
 		return nil, bad("no access_token")
@@ -308,18 +386,4 @@ func parseTokenResponse(status int, contentType string, body []byte, now time.Ti
 		t.ExtExpiresIn = time.Duration(extExpiresIn.v) * time.Second
 	}
 	return &t, nil
-}
-
-// scopeString returns scope as a space-separated string: RFC 6749 sends a
-// string, a few IdPs an array.
-func scopeString(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var list []string
-	if json.Unmarshal(raw, &list) == nil {
-		return strings.Join(list, " ")
-	}
-	return ""
 }
