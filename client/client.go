@@ -12,6 +12,10 @@
 //	defer src.Close()
 //	httpClient := oauth2.NewClient(ctx, src)
 //
+// Client.Watch delivers the broker's token.refreshed and token.failed
+// events, of one credential or of all, to a function, for consumers that
+// want the events themselves rather than a current token.
+//
 // Every error that Token and TokenSource return for a failed request
 // carries a *tokenbroker.Error, found with errors.As, whose Code is one of
 // the contract's codes (tokenbroker.CodeRejected, CodeNotFound, ...).

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"os/signal"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -89,4 +90,32 @@ func ExampleTokenSource_transport() {
 	defer src.Close()
 	hc := &http.Client{Transport: &oauth2.Transport{Source: src}, Timeout: 30 * time.Second}
 	_ = hc
+}
+
+// Follow a credential's refreshes and failures, for an alert when a
+// refresh fails for good (the IdP revoked the credential, say).
+func ExampleClient_Watch() {
+	nc, err := nats.Connect(nats.DefaultURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	w, err := client.New(nc).Watch(ctx, "crm-prod", func(ev client.Event) {
+		switch {
+		case ev.Failed != nil:
+			log.Printf("%s: refresh failed: %s: %s", ev.CredentialID(), ev.Failed.Error, ev.Failed.Description)
+		case ev.Refreshed != nil:
+			log.Printf("%s: new token, expires in %d s", ev.CredentialID(), ev.Refreshed.ExpiresIn)
+		default:
+			log.Printf("unreadable event on %s: %v", ev.Subject, ev.Err)
+		}
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Close()
+	<-ctx.Done()
 }
