@@ -3,22 +3,14 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -80,6 +72,15 @@ func answerSync(body []byte, action string) func(tokenbroker.Request, tokenbroke
 // credential's actor.
 func answerAsync(body []byte, action string) func(tokenbroker.Request, tokenbroker.Replier) {
 	return func(_ tokenbroker.Request, rep tokenbroker.Replier) { go rep.Respond(action, body) }
+}
+
+// recordAsync is answerAsync that first hands the request to got, for tests
+// that check what the Service was asked.
+func recordAsync(got chan<- tokenbroker.Request, body []byte, action string) func(tokenbroker.Request, tokenbroker.Replier) {
+	return func(req tokenbroker.Request, rep tokenbroker.Replier) {
+		got <- req
+		go rep.Respond(action, body)
+	}
 }
 
 // failWith fails from another goroutine.
@@ -283,10 +284,7 @@ func TestStatusCodes(t *testing.T) {
 func TestOriginalHelperShape(t *testing.T) {
 	want := replyBody(t, tokenbroker.ActionNew)
 	got := make(chan tokenbroker.Request, 1)
-	s := &stub{serve: func(req tokenbroker.Request, rep tokenbroker.Replier) {
-		got <- req
-		go rep.Respond(tokenbroker.ActionNew, want)
-	}}
+	s := &stub{serve: recordAsync(got, want, tokenbroker.ActionNew)}
 	url := start(t, httpapi.Options{Service: s})
 
 	r := post(t, url, helperRequest)
@@ -343,10 +341,7 @@ func TestContentTypes(t *testing.T) {
 func TestGetWithBodyWorksLikePost(t *testing.T) {
 	want := replyBody(t, tokenbroker.ActionRefreshed)
 	got := make(chan tokenbroker.Request, 1)
-	s := &stub{serve: func(req tokenbroker.Request, rep tokenbroker.Replier) {
-		got <- req
-		go rep.Respond(tokenbroker.ActionRefreshed, want)
-	}}
+	s := &stub{serve: recordAsync(got, want, tokenbroker.ActionRefreshed)}
 	url := start(t, httpapi.Options{Service: s})
 
 	r := do(t, nil, http.MethodGet, url+"/requesttoken", "application/json",
@@ -737,44 +732,16 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	}
 }
 
-// selfSigned writes a certificate for 127.0.0.1 and its key to dir.
+// selfSigned writes a TLS server certificate for 127.0.0.1 and its key to
+// dir, and returns them with a pool that trusts the certificate.
 func selfSigned(t testing.TB, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "tokenbroker test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
+	c := testkit.NewCertificate(t, testkit.CertOptions{
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	})
+	certFile, keyFile = c.WriteFiles(t, dir, "server")
+	return certFile, keyFile, c.Pool()
 }
 
 func TestTLS(t *testing.T) {

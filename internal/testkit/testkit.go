@@ -1,6 +1,7 @@
 // Package testkit holds the small helpers every package's tests share: a
-// log buffer safe for a broker's concurrent writes, and a bounded wait for a
-// condition, since tests never sleep to wait for something.
+// log buffer safe for a broker's concurrent writes, a bounded wait for a
+// condition, since tests never sleep to wait for something, and generated
+// TLS certificates.
 package testkit
 
 import (
