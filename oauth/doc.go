@@ -21,6 +21,12 @@
 //     absurd lifetime).
 //   - *TransportError: the IdP could not be reached or did not answer in time.
 //
+// A client in front of a Client that holds calls back while the IdP is
+// failing (guard's circuit breaker) returns a *FailFastError, or an error
+// that unwraps to one. Classify maps any of these to the *tokenbroker.Error
+// a caller is told, and OutcomeOf to the Outcome that the breaker and the
+// metrics count, so that the broker has one classification of IdP errors.
+//
 // No error string ever holds the request form, a password, a client secret, a
 // refresh token or an access token.
 //
