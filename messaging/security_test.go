@@ -1,18 +1,10 @@
 package messaging_test
 
 import (
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,6 +21,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
 	"github.com/tokenbroker/tokenbroker/internal/testkit"
@@ -88,22 +81,12 @@ func loadExampleConfig(t *testing.T) *server.Options {
 // a random loopback port.
 func startExampleServer(t *testing.T) *server.Server {
 	t.Helper()
-	opts := loadExampleConfig(t)
-	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
-	opts.NoLog, opts.NoSigs = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server with the example config not ready")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
+	example := loadExampleConfig(t)
+	return natstest.StartServer(t, func(o *server.Options) {
+		// The example's users and permissions, at natstest's address.
+		example.Host, example.Port, example.NoLog, example.NoSigs = o.Host, o.Port, o.NoLog, o.NoSigs
+		*o = *example
 	})
-	return s
 }
 
 // asyncErrors collects the errors nats.go reports through its async error
@@ -146,6 +129,30 @@ func connectAs(t *testing.T, url, user, password string, errs asyncErrors) *nats
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// exampleBrokerConfig is a broker config that logs in as user to its
+// embedded server, which runs the NATS configuration file natsConfig on a
+// random loopback port.
+func exampleBrokerConfig(natsConfig, user, password string) *config.Config {
+	cfg := config.Defaults()
+	cfg.NATSConfig = natsConfig
+	cfg.NATSListen = "127.0.0.1:0"
+	cfg.HTTPAddr = ""
+	cfg.NATSUser, cfg.NATSPassword = user, tokenbroker.Secret(password)
+	return cfg
+}
+
+// startRefused starts a broker on cfg, which must fail, and returns why. A
+// broker that starts after all is stopped before the test fails.
+func startRefused(t *testing.T, cfg *config.Config) error {
+	t.Helper()
+	b, err := broker.Start(cfg, broker.Options{})
+	if err == nil {
+		_ = brokertest.Stop(b)
+		t.Fatal("broker.Start succeeded")
+	}
+	return err
 }
 
 // TestExampleConfigPermissions checks every user of the example config
@@ -244,28 +251,12 @@ func TestExampleConfigWithBroker(t *testing.T) {
 	}
 	t.Cleanup(idp.Close)
 
-	cfg := config.Defaults()
-	cfg.NATSConfig = exampleNATSConfig
-	cfg.NATSListen = "127.0.0.1:0"
-	cfg.NATSUser = "broker"
-	cfg.NATSPassword = tokenbroker.Secret(secBrokerPassword)
-	cfg.HTTPAddr = ""
+	cfg := exampleBrokerConfig(exampleNATSConfig, "broker", secBrokerPassword)
 	cfg.Credentials = []config.Credential{{Name: secCredential, Grant: config.GrantClientCredentials,
 		TokenEndpoint: idp.V2TokenURL(), ClientID: secClientID, ClientSecret: tokenbroker.Secret(secClientSecret),
 		Scope: secScope, RefreshThreshold: 10 * time.Minute, KeepWarm: true}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	logs := &testkit.LogBuffer{}
-	b, err := broker.Start(cfg, broker.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Shutdown(ctx)
-	})
+	b := brokertest.StartBroker(t, cfg, broker.Options{Logger: logs.Logger()})
 	url := b.ClientURL()
 	if !strings.HasPrefix(url, "nats://127.0.0.1:") || strings.HasSuffix(url, ":4222") {
 		t.Fatalf("embedded server at %s, want a random loopback port", url)
@@ -367,18 +358,7 @@ func TestExampleConfigWithBroker(t *testing.T) {
 func TestBrokerLoggedInAsCallerDoesNotPassForServing(t *testing.T) {
 	setExamplePasswords(t)
 	loadExampleConfig(t)
-	cfg := config.Defaults()
-	cfg.NATSConfig = exampleNATSConfig
-	cfg.NATSListen = "127.0.0.1:0"
-	cfg.HTTPAddr = ""
-	cfg.NATSUser, cfg.NATSPassword = "caller", tokenbroker.Secret(secCallerPassword)
-	b, err := broker.Start(cfg, broker.Options{})
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Shutdown(ctx)
-		t.Fatal("broker.Start succeeded although the server refused its token.request subscription")
-	}
+	err := startRefused(t, exampleBrokerConfig(exampleNATSConfig, "caller", secCallerPassword))
 	if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), "may not serve token.request") {
 		t.Fatalf("start as caller: %v", err)
 	}
@@ -389,13 +369,8 @@ func TestBrokerLoggedInAsCallerDoesNotPassForServing(t *testing.T) {
 // server is reported as such, at once, not as a closed pipe after a hang.
 func TestBrokerWithAWrongPasswordFailsClearly(t *testing.T) {
 	setExamplePasswords(t)
-	cfg := config.Defaults()
-	cfg.NATSConfig = exampleNATSConfig
-	cfg.NATSListen = "127.0.0.1:0"
-	cfg.HTTPAddr = ""
-	cfg.NATSUser, cfg.NATSPassword = "broker", tokenbroker.Secret("not-the-password-0123")
-	_, err := broker.Start(cfg, broker.Options{})
-	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+	err := startRefused(t, exampleBrokerConfig(exampleNATSConfig, "broker", "not-the-password-0123"))
+	if !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
 		t.Fatalf("start with a wrong password: %v", err)
 	}
 	assertNoSecretIn(t, err.Error(), "not-the-password-0123")
@@ -422,18 +397,7 @@ func TestBrokerRejectsBrokenNATSConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := config.Defaults()
-			cfg.NATSConfig = tc.path
-			cfg.NATSListen = "127.0.0.1:0"
-			cfg.HTTPAddr = ""
-			cfg.NATSUser, cfg.NATSPassword = "broker", tokenbroker.Secret(secBrokerPassword)
-			b, err := broker.Start(cfg, broker.Options{})
-			if err == nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				_ = b.Shutdown(ctx)
-				t.Fatal("broker started")
-			}
+			err := startRefused(t, exampleBrokerConfig(tc.path, "broker", secBrokerPassword))
 			if !strings.Contains(err.Error(), "NATS_CONFIG") {
 				t.Fatalf("error does not name NATS_CONFIG: %v", err)
 			}
@@ -752,66 +716,27 @@ func (a *testAccount) user(t *testing.T, name string, perm func(*jwt.UserClaims)
 }
 
 // testPKI is a CA with a server certificate for 127.0.0.1 and a client
-// certificate, as PEM files.
+// certificate. The client's are PEM files, as NATS_CA, NATS_CERT and
+// NATS_KEY name them.
 type testPKI struct {
 	caFile                string
-	serverCert, serverKey string
 	clientCert, clientKey string
 	clientKeyPEM          string
 	caPool                *x509.CertPool
+	server                *testkit.Certificate
 }
 
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
 	dir := t.TempDir()
-	caKey := newECKey(t)
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "tokenbroker test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{caPool: x509.NewCertPool()}
-	p.caPool.AddCert(ca)
-	p.caFile = writePEM(t, dir, "ca.pem", "CERTIFICATE", caDER)
-
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) (certFile, keyFile string, keyPEM []byte) {
-		key := newECKey(t)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			IPAddresses:  ips,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
-		return writePEM(t, dir, cn+"-cert.pem", "CERTIFICATE", der), writePEM(t, dir, cn+"-key.pem", "PRIVATE KEY", pkcs8), keyPEM
-	}
-	p.serverCert, p.serverKey, _ = issue(2, "server", x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)})
-	var keyPEM []byte
-	p.clientCert, p.clientKey, keyPEM = issue(3, "broker", x509.ExtKeyUsageClientAuth, nil)
-	p.clientKeyPEM = strings.TrimSpace(string(keyPEM))
+	ca := testkit.NewCertificate(t, testkit.CertOptions{CommonName: "tokenbroker test CA", IsCA: true})
+	server := testkit.NewCertificate(t, testkit.CertOptions{CommonName: "server", Issuer: ca,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	client := testkit.NewCertificate(t, testkit.CertOptions{CommonName: "broker", Issuer: ca,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	p := &testPKI{caPool: ca.Pool(), server: server, clientKeyPEM: strings.TrimSpace(string(client.KeyPEM))}
+	p.caFile, _ = ca.WriteFiles(t, dir, "ca")
+	p.clientCert, p.clientKey = client.WriteFiles(t, dir, "broker")
 	return p
 }
 
@@ -819,7 +744,7 @@ func newTestPKI(t *testing.T) *testPKI {
 // certificates required and verified against the CA.
 func (p *testPKI) serverTLS(t *testing.T) *tls.Config {
 	t.Helper()
-	cert, err := tls.LoadX509KeyPair(p.serverCert, p.serverKey)
+	cert, err := tls.X509KeyPair(p.server.CertPEM, p.server.KeyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -829,22 +754,4 @@ func (p *testPKI) serverTLS(t *testing.T) *tls.Config {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    p.caPool,
 	}
-}
-
-func newECKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
