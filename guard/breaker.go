@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/oauth"
 )
 
 // BreakerState is the state of one token endpoint's circuit breaker.
@@ -40,7 +42,10 @@ func (s BreakerState) String() string {
 var ErrCircuitOpen = errors.New("guard: circuit open")
 
 // CircuitOpenError is returned, without calling the IdP, while a token
-// endpoint's breaker is open, or half-open with its probe in flight.
+// endpoint's breaker is open, or half-open with its probe in flight. It
+// unwraps to an *oauth.FailFastError with the same TokenURL and RetryAfter,
+// so that oauth.Classify and oauth.OutcomeOf, and any caller that knows only
+// oauth, recognise a call held back while the IdP is failing.
 type CircuitOpenError struct {
 	// TokenURL is the token endpoint without user info, query or fragment.
 	TokenURL string
@@ -61,15 +66,20 @@ func (e *CircuitOpenError) Error() string {
 // Is reports whether target is ErrCircuitOpen.
 func (e *CircuitOpenError) Is(target error) bool { return target == ErrCircuitOpen }
 
+// Unwrap returns the error as oauth sees it: an *oauth.FailFastError.
+func (e *CircuitOpenError) Unwrap() error { return e.failFast() }
+
+func (e *CircuitOpenError) failFast() *oauth.FailFastError {
+	return &oauth.FailFastError{TokenURL: e.TokenURL, RetryAfter: e.RetryAfter}
+}
+
 // Temporary reports true: the breaker closes again once the IdP recovers,
 // so a caller may serve a cached token meanwhile and ask again later.
 func (e *CircuitOpenError) Temporary() bool { return true }
 
 // RetryAfterSeconds is RetryAfter in whole seconds, rounded up, for a
 // Retry-After a caller can be given; 0 when unknown.
-func (e *CircuitOpenError) RetryAfterSeconds() int {
-	return int((e.RetryAfter + time.Second - 1) / time.Second)
-}
+func (e *CircuitOpenError) RetryAfterSeconds() int { return e.failFast().RetryAfterSeconds() }
 
 // verdict is what one IdP call says about its endpoint's health.
 type verdict int

@@ -18,9 +18,13 @@
 //     expiring together (a refresh storm) queue here instead of at the IdP.
 //   - A circuit breaker: after FailureThreshold consecutive temporary
 //     failures, calls fail fast with a *CircuitOpenError (matching
-//     ErrCircuitOpen) for OpenFor, or for as long as the IdP asked with
-//     Retry-After if that is longer; then one probe call goes through, and
-//     its outcome closes or re-opens the breaker.
+//     ErrCircuitOpen, and unwrapping to the *oauth.FailFastError that
+//     oauth.Classify answers 503 with) for OpenFor, or for as long as the
+//     IdP asked with Retry-After if that is longer; then one probe call goes
+//     through, and its outcome closes or re-opens the breaker.
+//
+// What counts as a temporary failure is oauth.OutcomeOf's
+// oauth.OutcomeUnavailable, the outcome Options.OnAttempt reports too.
 //
 // Endpoints are keyed by their token URL without user info, query or
 // fragment, so an endpoint's limit and breaker are shared by every credential

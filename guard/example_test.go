@@ -24,7 +24,7 @@ func Example() {
 		MaxAttempts:      3,
 		BaseBackoff:      10 * time.Millisecond, // short, for the example
 		FailureThreshold: 2,
-		OnAttempt: func(grant, outcome string, _ time.Duration) {
+		OnAttempt: func(grant string, outcome oauth.Outcome, _ time.Duration) {
 			fmt.Println("attempt:", grant, outcome)
 		},
 	})

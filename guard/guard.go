@@ -23,22 +23,6 @@ const (
 	DefaultOpenFor          = 30 * time.Second
 )
 
-// Attempt outcomes, as passed to Options.OnAttempt.
-const (
-	// OutcomeOK is a token.
-	OutcomeOK = "ok"
-	// OutcomeRejected is an OAuth2 error that is not temporary
-	// (invalid_grant, invalid_client, ...): the IdP answered, and said no.
-	OutcomeRejected = "rejected"
-	// OutcomeUnusable is an answer that is not a usable token
-	// (*oauth.ResponseError): an HTML page, truncated JSON, ...
-	OutcomeUnusable = "unusable"
-	// OutcomeUnavailable is throttling, an outage, a timeout or an
-	// unreachable IdP: the failures that are retried and that open the
-	// breaker.
-	OutcomeUnavailable = "unavailable"
-)
-
 // Options configures a Client. Every zero field takes its default, so the
 // zero Options is a sensible configuration.
 type Options struct {
@@ -73,12 +57,12 @@ type Options struct {
 	OpenFor time.Duration
 	// OnAttempt, when set, is called after every IdP call (not for calls
 	// failed fast by the breaker or refused before reaching the IdP) with
-	// the grant type ("password", "client_credentials", "refresh_token"),
-	// the outcome (OutcomeOK, OutcomeRejected, OutcomeUnusable,
-	// OutcomeUnavailable) and how long the call took on the monotonic
-	// clock. It is for metrics: it runs on the caller's goroutine, must be
-	// safe for concurrent use and should return quickly.
-	OnAttempt func(grant, outcome string, d time.Duration)
+	// the grant type ("password", "client_credentials", "client_assertion",
+	// "refresh_token"), the call's oauth.OutcomeOf and how long the call
+	// took on the monotonic clock. It is for metrics: it runs on the
+	// caller's goroutine, must be safe for concurrent use and should return
+	// quickly.
+	OnAttempt func(grant string, outcome oauth.Outcome, d time.Duration)
 	// Now is the clock of the breakers (when one opened, when it may be
 	// probed). Default time.Now. Deadlines of contexts are always compared
 	// with the real clock, as that is the clock they are set on.
@@ -268,9 +252,11 @@ func (c *Client) do(ctx context.Context, ep oauth.Endpoint, grant string, call f
 			e.record(verdictNone, 0, probe, c.opts.Now(), &c.opts)
 			return nil, err
 		}
-		outcome := outcomeOf(err)
+		// Only the failures that say the IdP is failing count against
+		// its breaker: a rejection or garbage is an answer.
+		outcome := oauth.OutcomeOf(err)
 		v := verdictHealthy
-		if outcome == OutcomeUnavailable {
+		if outcome == oauth.OutcomeUnavailable {
 			v = verdictFailed
 			if errors.Is(ctx.Err(), context.Canceled) {
 				// The caller gave up, which says nothing about the
@@ -290,7 +276,7 @@ func (c *Client) do(ctx context.Context, ep oauth.Endpoint, grant string, call f
 			return tok, nil
 		}
 		lastErr = err
-		if outcome != OutcomeUnavailable || attempt+1 >= c.opts.MaxAttempts || ctx.Err() != nil {
+		if outcome != oauth.OutcomeUnavailable || attempt+1 >= c.opts.MaxAttempts || ctx.Err() != nil {
 			return nil, err
 		}
 		// A retry needs a closed breaker: if this attempt (or others)
@@ -344,27 +330,6 @@ func lastErrOr(last, err error) error {
 		return last
 	}
 	return err
-}
-
-// outcomeOf classifies the result of one IdP call.
-func outcomeOf(err error) string {
-	var re *oauth.RetrieveError
-	var rs *oauth.ResponseError
-	switch {
-	case err == nil:
-		return OutcomeOK
-	case errors.As(err, &re):
-		if re.Temporary() {
-			return OutcomeUnavailable
-		}
-		return OutcomeRejected
-	case errors.As(err, &rs):
-		return OutcomeUnusable
-	default:
-		// *oauth.TransportError, and anything unforeseen: the IdP did not
-		// give an answer we can read as one.
-		return OutcomeUnavailable
-	}
 }
 
 // retryAfterOf returns the Retry-After of a temporary RetrieveError, 0 for

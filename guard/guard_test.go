@@ -99,13 +99,14 @@ type attempts struct {
 	got []string
 }
 
-func (a *attempts) OnAttempt(grant, outcome string, d time.Duration) {
+func (a *attempts) OnAttempt(grant string, outcome oauth.Outcome, d time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	got := grant + " " + string(outcome)
 	if d < 0 {
-		outcome += " (negative duration)"
+		got += " (negative duration)"
 	}
-	a.got = append(a.got, grant+" "+outcome)
+	a.got = append(a.got, got)
 }
 
 func (a *attempts) Got() []string {
@@ -451,6 +452,15 @@ func TestBreaker(t *testing.T) {
 		}
 		if co.TokenURL != s.V2TokenURL() || co.RetryAfter != openFor || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("CircuitOpenError = %+v (%q), want TokenURL %s, RetryAfter %s", co, err, s.V2TokenURL(), openFor)
+		}
+		// oauth recognises it by its own type, and tells callers to come
+		// back when the breaker lets a probe through.
+		var ff *oauth.FailFastError
+		if !errors.As(err, &ff) || ff.TokenURL != co.TokenURL || ff.RetryAfter != openFor {
+			t.Errorf("as *oauth.FailFastError: %+v, want TokenURL %s, RetryAfter %s", ff, co.TokenURL, openFor)
+		}
+		if e := oauth.Classify(err); e.Code != tokenbroker.CodeUnavailable || e.RetryAfter != int(openFor/time.Second) {
+			t.Errorf("oauth.Classify = %+v, want 503 with RetryAfter %d", e, int(openFor/time.Second))
 		}
 		if n := s.Calls(); n != threshold {
 			t.Errorf("IdP calls = %d, want %d: an open breaker must not call", n, threshold)

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/oauth"
 )
 
 // Namespace prefixes every metric of the broker.
@@ -36,18 +37,14 @@ const (
 	TransportHTTP = "http"
 )
 
-// Outcomes of an IdP call, of a refresh and of a request. A failed request's
-// outcome is its error code as a string ("401") instead.
+// Outcomes of a request and of a refresh. A failed request's outcome is its
+// error code as a string ("401") instead. The outcomes of an IdP call are
+// oauth's (oauth.OutcomeOK, oauth.OutcomeRejected, ...), whose "ok" is the
+// same label value as OutcomeOK.
 const (
-	// OutcomeOK is a success, for requests, IdP calls and refreshes.
+	// OutcomeOK is a request answered with a token, or a refresh that got
+	// one.
 	OutcomeOK = "ok"
-	// OutcomeRejected is an IdP call the IdP said no to (401 to the caller).
-	OutcomeRejected = "rejected"
-	// OutcomeUnusable is an IdP call whose answer could not be used (502).
-	OutcomeUnusable = "unusable"
-	// OutcomeUnavailable is an IdP call that found the IdP unreachable,
-	// timed out or was throttled (503).
-	OutcomeUnavailable = "unavailable"
 	// OutcomeFailed is a refresh that failed.
 	OutcomeFailed = "failed"
 )
@@ -76,8 +73,9 @@ var (
 	// Actions: the four phrases, and "" for a failed request, which has none.
 	actions = set("", tokenbroker.ActionNew, tokenbroker.ActionExisting,
 		tokenbroker.ActionRefreshed, tokenbroker.ActionReplacedExpired)
-	grants       = set("password", "client_credentials", "client_assertion", "refresh_token")
-	idpOutcomes  = set(OutcomeOK, OutcomeRejected, OutcomeUnusable, OutcomeUnavailable)
+	grants      = set("password", "client_credentials", "client_assertion", "refresh_token")
+	idpOutcomes = set(string(oauth.OutcomeOK), string(oauth.OutcomeRejected),
+		string(oauth.OutcomeUnusable), string(oauth.OutcomeUnavailable))
 	refreshKinds = set(OutcomeOK, OutcomeFailed)
 	eventKinds   = set(EventRefreshed, EventFailed)
 )
@@ -212,14 +210,14 @@ func (m *Metrics) CacheHit(transport string) {
 
 // IdPCall records one call to a token endpoint: grant is the grant_type sent
 // ("password", "client_credentials", "client_assertion", "refresh_token"),
-// outcome one of OutcomeOK, OutcomeRejected, OutcomeUnusable and
-// OutcomeUnavailable, d how long the call took.
-func (m *Metrics) IdPCall(grant, outcome string, d time.Duration) {
+// outcome the call's oauth.OutcomeOf, d how long the call took. Its
+// signature is guard.Options.OnAttempt's, so it can be that hook.
+func (m *Metrics) IdPCall(grant string, outcome oauth.Outcome, d time.Duration) {
 	if m == nil {
 		return
 	}
 	grant = allow(grants, grant)
-	m.idpCalls.WithLabelValues(grant, allow(idpOutcomes, outcome)).Inc()
+	m.idpCalls.WithLabelValues(grant, allow(idpOutcomes, string(outcome))).Inc()
 	m.idpDuration.WithLabelValues(grant).Observe(d.Seconds())
 }
 

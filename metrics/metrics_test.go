@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/oauth"
 )
 
 // scrape returns the Handler's text output.
@@ -120,6 +121,25 @@ func TestHandlerServesRuntimeAndOwnMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(text, name) {
 			t.Errorf("scrape lacks %s", name)
+		}
+	}
+}
+
+// TestIdPOutcomeLabels holds the label of every IdP-call outcome oauth
+// reports to the wire value dashboards and alerts query.
+func TestIdPOutcomeLabels(t *testing.T) {
+	m := New()
+	for o, label := range map[oauth.Outcome]string{
+		oauth.OutcomeOK: "ok", oauth.OutcomeRejected: "rejected",
+		oauth.OutcomeUnusable: "unusable", oauth.OutcomeUnavailable: "unavailable",
+	} {
+		m.IdPCall("client_assertion", o, time.Millisecond)
+		c, err := m.idpCalls.GetMetricWithLabelValues("client_assertion", label)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := testutil.ToFloat64(c); got != 1 {
+			t.Errorf("outcome %q counted %v times under %q, want 1", o, got, label)
 		}
 	}
 }
