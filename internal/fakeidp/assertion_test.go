@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -25,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"github.com/tokenbroker/tokenbroker/oauth"
 )
 
@@ -71,19 +70,10 @@ func certs(t *testing.T) *generated {
 		}
 		s1, s256 := sha1.Sum(gen.cert.Raw), sha256.Sum256(gen.cert.Raw)
 		gen.x5t, gen.x5tS256 = b64(s1[:]), b64(s256[:])
-		gen.ecKey, genErr = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if genErr != nil {
-			return
-		}
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "ec-app"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-		var der []byte
-		der, genErr = x509.CreateCertificate(rand.Reader, tmpl, tmpl, gen.ecKey.Public(), gen.ecKey)
-		if genErr != nil {
-			return
-		}
-		gen.ecCert, genErr = x509.ParseCertificate(der)
-		es1 := sha1.Sum(der)
+		// GenerateCertificate makes RSA certificates only.
+		ec := testkit.NewCertificate(t, testkit.CertOptions{CommonName: "ec-app"})
+		gen.ecCert, gen.ecKey = ec.Cert, ec.Key.(*ecdsa.PrivateKey)
+		es1 := sha1.Sum(ec.Cert.Raw)
 		gen.ecX5t = b64(es1[:])
 	})
 	if genErr != nil {
