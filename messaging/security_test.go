@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,6 +130,22 @@ func connectAs(t *testing.T, url, user, password string, errs asyncErrors) *nats
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// subscribeDenied subscribes nc to subject, which the server must refuse
+// (errs is nc's async error handler). It returns the subscription, for the
+// test to check that nothing arrives on it after all.
+func subscribeDenied(t *testing.T, nc *nats.Conn, errs asyncErrors, subject string) *nats.Subscription {
+	t.Helper()
+	sub, err := nc.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	assertPermissionViolation(t, errs.wait(t, strconv.Quote(subject)))
+	return sub
 }
 
 // exampleBrokerConfig is a broker config that logs in as user to its
@@ -273,25 +290,11 @@ func TestExampleConfigWithBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	consumerAll, err := consumer.SubscribeSync("token.refreshed.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := consumer.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	assertPermissionViolation(t, consumerErrs.wait(t, `"token.refreshed.>"`))
+	consumerAll := subscribeDenied(t, consumer, consumerErrs, "token.refreshed.>")
 
 	callerErrs := make(asyncErrors, 8)
 	caller := connectAs(t, url, "caller", secCallerPassword, callerErrs)
-	snoop, err := caller.SubscribeSync("token.refreshed.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := caller.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	assertPermissionViolation(t, callerErrs.wait(t, `"token.refreshed.>"`))
+	snoop := subscribeDenied(t, caller, callerErrs, "token.refreshed.>")
 
 	// force_refresh: an event is published even if the broker had warmed
 	// the credential before the consumer subscribed.
