@@ -39,6 +39,10 @@ const (
 	// OAuthUnknownCredential is the broker's own: no credential of that
 	// name (404).
 	OAuthUnknownCredential = "unknown_credential"
+	// OAuthInvalidResource is Azure AD v1's: no resource of that name in
+	// the tenant. The broker never writes it; it passes it through from
+	// the IdP, and the fake IdP sends it.
+	OAuthInvalidResource = "invalid_resource"
 )
 
 // Error is the one error a caller sees. OAuth is the RFC 6749 error string

@@ -176,7 +176,7 @@ func (h *handler) requestToken(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, tooLarge())
 			return
 		}
-		h.fail(w, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, "invalid_request", "could not read the request body"))
+		h.fail(w, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, tokenbroker.OAuthInvalidRequest, "could not read the request body"))
 		return
 	}
 	req, err := tokenbroker.DecodeRequest(data)
@@ -200,7 +200,7 @@ func (h *handler) requestToken(w http.ResponseWriter, r *http.Request) {
 		case <-timer.C:
 			// The late answer, if any, lands in the buffered channel
 			// and is collected with it.
-			h.fail(w, tokenbroker.Errorf(tokenbroker.CodeTimeout, "temporarily_unavailable",
+			h.fail(w, tokenbroker.Errorf(tokenbroker.CodeTimeout, tokenbroker.OAuthTemporarilyUnavailable,
 				"the broker did not answer within %s", h.timeout))
 			return
 		case <-r.Context().Done():
@@ -237,19 +237,19 @@ func (h *handler) fail(w http.ResponseWriter, e *tokenbroker.Error) {
 }
 
 func tooLarge() *tokenbroker.Error {
-	return tokenbroker.Errorf(tokenbroker.CodeTooLarge, "invalid_request",
+	return tokenbroker.Errorf(tokenbroker.CodeTooLarge, tokenbroker.OAuthInvalidRequest,
 		"request is over the limit of %d bytes", tokenbroker.MaxRequestBytes)
 }
 
 func methodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
 	writeJSON(w, http.StatusMethodNotAllowed, tokenbroker.EncodeError(tokenbroker.Errorf(
-		http.StatusMethodNotAllowed, "invalid_request", "method not allowed; use %s", allow)))
+		http.StatusMethodNotAllowed, tokenbroker.OAuthInvalidRequest, "method not allowed; use %s", allow)))
 }
 
 func notFound(w http.ResponseWriter) {
 	writeJSON(w, http.StatusNotFound, tokenbroker.EncodeError(tokenbroker.Errorf(
-		http.StatusNotFound, "invalid_request", "no such endpoint; token requests go to POST %s", PathRequestToken)))
+		http.StatusNotFound, tokenbroker.OAuthInvalidRequest, "no such endpoint; token requests go to POST %s", PathRequestToken)))
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker"
 )
 
 // ErrInvalidArgument is wrapped by the errors a Client returns before calling
@@ -65,7 +67,7 @@ func (e *RetrieveError) Error() string {
 // (after RetryAfter) and keep serving a still-valid token meanwhile.
 func (e *RetrieveError) Temporary() bool {
 	return e.StatusCode == 429 || e.StatusCode >= 500 ||
-		e.ErrorCode == "temporarily_unavailable" || e.ErrorCode == "server_error"
+		e.ErrorCode == tokenbroker.OAuthTemporarilyUnavailable || e.ErrorCode == tokenbroker.OAuthServerError
 }
 
 // HasErrorCode reports whether the IdP listed the Azure AD error code

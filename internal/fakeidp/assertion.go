@@ -20,6 +20,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker"
 )
 
 // JWTBearerAssertionType is the client_assertion_type of a JWT client
@@ -122,22 +124,22 @@ func GenerateCertificate(commonName string) (cert *x509.Certificate, key crypto.
 func (s *Server) checkAssertion(w http.ResponseWriter, r *http.Request, v version, clientID string, certs []*x509.Certificate) bool {
 	form := r.PostForm
 	invalidClient := func(aadsts int, description string) bool {
-		s.writeError(w, r, http.StatusUnauthorized, "invalid_client", aadsts, description)
+		s.writeError(w, r, http.StatusUnauthorized, tokenbroker.OAuthInvalidClient, aadsts, description)
 		return false
 	}
 	malformed := func(why string) bool {
-		s.writeError(w, r, http.StatusBadRequest, "invalid_request", 50027, "JWT token is invalid or malformed: "+why+".")
+		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 50027, "JWT token is invalid or malformed: "+why+".")
 		return false
 	}
 	switch typ := form.Get("client_assertion_type"); {
 	case typ == "":
-		s.writeError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'client_assertion_type'.")
+		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 900144, "The request body must contain the following parameter: 'client_assertion_type'.")
 		return false
 	case typ != JWTBearerAssertionType:
-		s.writeError(w, r, http.StatusBadRequest, "invalid_request", 50027, "Invalid client_assertion_type: only '"+JWTBearerAssertionType+"' is supported.")
+		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 50027, "Invalid client_assertion_type: only '"+JWTBearerAssertionType+"' is supported.")
 		return false
 	case form.Get("client_assertion") == "":
-		s.writeError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: 'client_assertion'.")
+		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 900144, "The request body must contain the following parameter: 'client_assertion'.")
 		return false
 	}
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+
+	"github.com/tokenbroker/tokenbroker"
 )
 
 // Failure is a scripted way for a call to fail, queued with Server.Fail.
@@ -97,7 +99,7 @@ func FailLifetime(seconds string) Failure {
 func FailRetryAfter(status int, seconds int) Failure {
 	return Failure{name: fmt.Sprintf("%d retry after %ds", status, seconds), serve: func(s *Server, w http.ResponseWriter, r *http.Request, v version) {
 		w.Header().Set("Retry-After", strconv.Itoa(seconds))
-		s.writeError(w, r, status, "temporarily_unavailable", 90033, "A transient error has occurred. Please try again.")
+		s.writeError(w, r, status, tokenbroker.OAuthTemporarilyUnavailable, 90033, "A transient error has occurred. Please try again.")
 	}}
 }
 
@@ -117,7 +119,7 @@ func FailHang() Failure {
 // mistake it for a token.
 func Fail200WithError() Failure {
 	return Failure{name: "200 with error", serve: func(s *Server, w http.ResponseWriter, r *http.Request, v version) {
-		s.writeError(w, r, http.StatusOK, "invalid_grant", 50126, "Error validating credentials due to invalid username or password.")
+		s.writeError(w, r, http.StatusOK, tokenbroker.OAuthInvalidGrant, 50126, "Error validating credentials due to invalid username or password.")
 	}}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker"
 )
 
 // version is the Azure AD endpoint version a call came in on.
@@ -93,16 +95,16 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, v version) {
 func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		s.writeError(w, r, http.StatusMethodNotAllowed, "invalid_request", 900561, "The endpoint only accepts POST requests. Received a "+r.Method+" request.")
+		s.writeError(w, r, http.StatusMethodNotAllowed, tokenbroker.OAuthInvalidRequest, 900561, "The endpoint only accepts POST requests. Received a "+r.Method+" request.")
 		return
 	}
 	if tenant := r.PathValue("tenant"); tenant != s.tenant {
-		s.writeError(w, r, http.StatusBadRequest, "invalid_request", 90002, "Tenant '"+tenant+"' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
+		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 90002, "Tenant '"+tenant+"' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
 		return
 	}
 	form := r.PostForm
 	missing := func(param string) {
-		s.writeError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must contain the following parameter: '"+param+"'.")
+		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 900144, "The request body must contain the following parameter: '"+param+"'.")
 	}
 	grant := form.Get("grant_type")
 	clientID := form.Get("client_id")
@@ -115,13 +117,13 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 		missing("client_id")
 		return
 	case v == v1 && resource == "":
-		s.writeError(w, r, http.StatusBadRequest, "invalid_resource", 50001, "The request body must contain the 'resource' parameter on the v1 endpoint: the resource principal was not found in the tenant named "+s.tenant+".")
+		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidResource, 50001, "The request body must contain the 'resource' parameter on the v1 endpoint: the resource principal was not found in the tenant named "+s.tenant+".")
 		return
 	case v == v2 && scope == "":
-		s.writeError(w, r, http.StatusBadRequest, "invalid_request", 90014, "The required field 'scope' is missing from the credential. Ensure that you have all the necessary parameters for the login request.")
+		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 90014, "The required field 'scope' is missing from the credential. Ensure that you have all the necessary parameters for the login request.")
 		return
 	case grant != GrantPassword && grant != GrantClientCredentials && grant != GrantRefreshToken:
-		s.writeError(w, r, http.StatusBadRequest, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthUnsupportedGrantType, 70003, "The app requested an unsupported grant type.")
 		return
 	}
 
@@ -136,23 +138,23 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 	usesAssertion := assertion != "" || form.Has("client_assertion_type")
 	switch {
 	case !known:
-		s.writeError(w, r, http.StatusBadRequest, "unauthorized_client", 700016, "Application with identifier '"+clientID+"' was not found in the directory '"+s.tenant+"'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.")
+		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthUnauthorizedClient, 700016, "Application with identifier '"+clientID+"' was not found in the directory '"+s.tenant+"'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.")
 		return
 	case !confidential && (sent != "" || usesAssertion):
-		s.writeError(w, r, http.StatusUnauthorized, "invalid_client", 700025, "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.")
+		s.writeError(w, r, http.StatusUnauthorized, tokenbroker.OAuthInvalidClient, 700025, "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.")
 		return
 	case sent != "" && usesAssertion:
-		s.writeError(w, r, http.StatusBadRequest, "invalid_request", 90023, "Only one client credential may be presented: both 'client_secret' and 'client_assertion' were sent.")
+		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 90023, "Only one client credential may be presented: both 'client_secret' and 'client_assertion' were sent.")
 		return
 	case usesAssertion:
 		if !s.checkAssertion(w, r, v, clientID, certs) {
 			return
 		}
 	case !confidential && grant == GrantClientCredentials, confidential && sent == "":
-		s.writeError(w, r, http.StatusUnauthorized, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+		s.writeError(w, r, http.StatusUnauthorized, tokenbroker.OAuthInvalidClient, 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 		return
 	case sent != secret: // a certificate-only client has no secret to match
-		s.writeError(w, r, http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"+clientID+"'.")
+		s.writeError(w, r, http.StatusUnauthorized, tokenbroker.OAuthInvalidClient, 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"+clientID+"'.")
 		return
 	}
 
@@ -165,15 +167,15 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 		case password == "":
 			missing("password")
 		case !ok:
-			s.writeError(w, r, http.StatusBadRequest, "invalid_grant", 50034, "The user account {EmailHidden} does not exist in the "+s.tenant+" directory. To sign into this application, the account must be added to the directory.")
+			s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidGrant, 50034, "The user account {EmailHidden} does not exist in the "+s.tenant+" directory. To sign into this application, the account must be added to the directory.")
 		case password != want:
-			s.writeError(w, r, http.StatusBadRequest, "invalid_grant", 50126, "Error validating credentials due to invalid username or password.")
+			s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidGrant, 50126, "Error validating credentials due to invalid username or password.")
 		default:
 			s.issue(w, v, clientID, username, resource, scope, v == v1 || hasScope(scope, "offline_access"))
 		}
 	case GrantClientCredentials:
 		if v == v2 && !strings.HasSuffix(strings.TrimSpace(scope), "/.default") {
-			s.writeError(w, r, http.StatusBadRequest, "invalid_scope", 1002012, "The provided value for scope "+scope+" is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
+			s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidScope, 1002012, "The provided value for scope "+scope+" is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
 			return
 		}
 		s.issue(w, v, clientID, "", resource, scope, false)
@@ -186,13 +188,13 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 		g, ok := s.refresh[rt]
 		switch {
 		case !ok:
-			s.writeError(w, r, http.StatusBadRequest, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
+			s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidGrant, 9002313, "Invalid request. Request is malformed or invalid.")
 		case g.state == rtPwdChanged:
-			s.writeError(w, r, http.StatusBadRequest, "invalid_grant", 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.")
+			s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidGrant, 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.")
 		case g.state != rtValid:
-			s.writeError(w, r, http.StatusBadRequest, "invalid_grant", 700082, "The refresh token has expired due to inactivity or has been used or revoked.")
+			s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidGrant, 700082, "The refresh token has expired due to inactivity or has been used or revoked.")
 		case g.clientID != clientID:
-			s.writeError(w, r, http.StatusBadRequest, "invalid_grant", 70000, "Provided grant is invalid or malformed: the refresh token was issued to another client.")
+			s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidGrant, 70000, "Provided grant is invalid or malformed: the refresh token was issued to another client.")
 		default:
 			if s.strict {
 				g.state = rtUsed
