@@ -122,7 +122,7 @@ func TestCachedReplyMatchesTheEncodedReply(t *testing.T) {
 	// The first caller of a second gets a body of its own; the second
 	// caller's is kept, and shared with the rest of the second.
 	first, second := c.Body(tokenbroker.ActionExisting, now), c.Body(tokenbroker.ActionExisting, now.Add(100*time.Millisecond))
-	if string(first) != string(want) || string(second) != string(want) || &c.Body(tokenbroker.ActionExisting, now.Add(200 * time.Millisecond))[0] != &second[0] {
+	if string(first) != string(want) || string(second) != string(want) || &c.Body(tokenbroker.ActionExisting, now.Add(200*time.Millisecond))[0] != &second[0] {
 		t.Fatal("Body does not share the second's reply")
 	}
 	next := c.Body(tokenbroker.ActionExisting, now.Add(time.Second))
@@ -225,7 +225,7 @@ func TestBodyMatchesAppendTo(t *testing.T) {
 	c := tokenbroker.NewCachedReply("app", &tokenbroker.Token{AccessToken: "eyJ0.eyJ1.sig", TokenType: "Bearer", Expiry: expiry})
 	want := c.AppendTo(nil, tokenbroker.ActionExisting, now)
 	for i := 0; i < 3; i++ { // the first builds it, the second keeps it, the third shares it
-		if got := c.Body(tokenbroker.ActionExisting, now.Add(time.Duration(i) * 100 * time.Millisecond)); string(got) != string(want) {
+		if got := c.Body(tokenbroker.ActionExisting, now.Add(time.Duration(i)*100*time.Millisecond)); string(got) != string(want) {
 			t.Fatalf("call %d: %s", i, got)
 		}
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/metrics"
 	"github.com/tokenbroker/tokenbroker/oauth"
 	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
 // Options are what a Broker needs beyond its configuration.
@@ -68,7 +69,7 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	if err := b.connect(); err != nil {
 		return nil, err
 	}
-	subjects := messaging.Subjects{Prefix: cfg.SubjectPrefix}
+	subjects := wire.Subjects{Prefix: cfg.SubjectPrefix}
 	if err := b.startRouter(subjects, o); err != nil {
 		return nil, err
 	}
@@ -82,7 +83,7 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 			return nil, err
 		}
 	}
-	b.log.Info("serving", "subject", subjects.Request(), "queue_group", messaging.QueueGroup,
+	b.log.Info("serving", "subject", subjects.Request(), "queue_group", wire.QueueGroup,
 		"default_profile", cfg.HasDefault(), "named_credentials", len(cfg.Credentials))
 	return b, nil
 }
@@ -122,7 +123,7 @@ func (b *Broker) connect() error {
 
 // startRouter starts the actor engine and the Router over it, with the
 // token state restored from JetStream when there is a store.
-func (b *Broker) startRouter(subjects messaging.Subjects, o Options) error {
+func (b *Broker) startRouter(subjects wire.Subjects, o Options) error {
 	ro, err := b.routerOptions(subjects, o.IdPHTTPClient)
 	if err != nil {
 		return err
@@ -149,7 +150,7 @@ func (b *Broker) startRouter(subjects messaging.Subjects, o Options) error {
 
 // routerOptions are the Router's options but for the store and the
 // credentials: its engine, the guarded IdP client and the event publisher.
-func (b *Broker) routerOptions(subjects messaging.Subjects, idpHTTP *http.Client) (actors.Options, error) {
+func (b *Broker) routerOptions(subjects wire.Subjects, idpHTTP *http.Client) (actors.Options, error) {
 	cfg := b.cfg
 	keys, err := actors.NewKeyring(cfg.Key)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
 	"github.com/tokenbroker/tokenbroker/messaging"
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
 // benchReply is a token reply of realistic size, encoded once.
@@ -58,7 +59,7 @@ func roundTrips(b *testing.B, caller *nats.Conn, subject string) {
 // and DecodeRequest, answered synchronously from a pre-encoded reply.
 func BenchmarkTokenRequestRoundTrip(b *testing.B) {
 	s := natstest.StartServer(b)
-	svc, err := messaging.NewService(natstest.Connect(b, s), messaging.Subjects{Prefix: "token"}, cachedBackend{}, messaging.ServiceOptions{})
+	svc, err := messaging.NewService(natstest.Connect(b, s), wire.Subjects{Prefix: "token"}, cachedBackend{}, messaging.ServiceOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 // stream capturing the subjects drops a duplicate sent after a failover.
 type Publisher struct {
 	nc       *nats.Conn
-	subjects Subjects
+	subjects wire.Subjects
 	log      *slog.Logger
 	metrics  *metrics.Metrics
 }
@@ -24,7 +24,7 @@ var _ tokenbroker.Publisher = (*Publisher)(nil)
 
 // NewPublisher returns a Publisher on nc; m, which may be nil, counts the
 // events published.
-func NewPublisher(nc *nats.Conn, subjects Subjects, log *slog.Logger, m *metrics.Metrics) *Publisher {
+func NewPublisher(nc *nats.Conn, subjects wire.Subjects, log *slog.Logger, m *metrics.Metrics) *Publisher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
 	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"github.com/tokenbroker/tokenbroker/messaging"
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
 // exampleNATSConfig is the example embedded-server configuration shipped
@@ -565,7 +566,7 @@ func TestConnectInProcessWithExampleConfig(t *testing.T) {
 // caller.
 func assertRoundTrip(t *testing.T, broker, caller *nats.Conn) {
 	t.Helper()
-	sub, err := broker.QueueSubscribe("token.request", messaging.QueueGroup, func(m *nats.Msg) {
+	sub, err := broker.QueueSubscribe("token.request", wire.QueueGroup, func(m *nats.Msg) {
 		_ = m.Respond([]byte(`{"accesstoken":"round-trip"}`))
 	})
 	if err != nil {

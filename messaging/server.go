@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
 // EmbeddedOptions configures the NATS server a broker starts when it is not
@@ -122,7 +124,7 @@ type ConnectOptions struct {
 func Connect(url string, o ConnectOptions) (*nats.Conn, error) {
 	name := o.Name
 	if name == "" {
-		name = ServiceName
+		name = wire.ServiceName
 	}
 	log := o.Logger
 	if log == nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/metrics"
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
 // Version is the micro service's version, shown by `nats micro info`.
@@ -64,7 +64,7 @@ type ServiceOptions struct {
 }
 
 // NewService registers the endpoint on nc and starts serving it with backend.
-func NewService(nc *nats.Conn, subjects Subjects, backend tokenbroker.Service, o ServiceOptions) (*Service, error) {
+func NewService(nc *nats.Conn, subjects wire.Subjects, backend tokenbroker.Service, o ServiceOptions) (*Service, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -72,10 +72,10 @@ func NewService(nc *nats.Conn, subjects Subjects, backend tokenbroker.Service, o
 	s := &Service{nc: nc, backend: backend, log: log, metrics: o.Metrics}
 	s.fast, _ = backend.(tokenbroker.AppendService)
 	cfg := micro.Config{
-		Name:        ServiceName,
+		Name:        wire.ServiceName,
 		Version:     Version,
 		Description: "OAuth2 access tokens for stateless callers",
-		QueueGroup:  QueueGroup,
+		QueueGroup:  wire.QueueGroup,
 	}
 	cfg.StatsHandler = func(*micro.Endpoint) any {
 		d := statsData{counts: s.Counts()}
@@ -90,7 +90,7 @@ func NewService(nc *nats.Conn, subjects Subjects, backend tokenbroker.Service, o
 	}
 	if err := svc.AddEndpoint("request", micro.HandlerFunc(s.handle),
 		micro.WithEndpointSubject(subjects.Request()),
-		micro.WithEndpointQueueGroup(QueueGroup)); err != nil {
+		micro.WithEndpointQueueGroup(wire.QueueGroup)); err != nil {
 		_ = svc.Stop()
 		return nil, err
 	}
@@ -162,7 +162,7 @@ func (s *Service) handle(req micro.Request) {
 		e := tokenbroker.AsError(err)
 		s.errors.Add(1)
 		s.metrics.Request(metrics.TransportNATS, strconv.Itoa(e.Code), "")
-		_ = req.Error(strconv.Itoa(e.Code), headerValue(e.Description), tokenbroker.EncodeError(e))
+		_ = req.Error(strconv.Itoa(e.Code), wire.HeaderValue(e.Description), tokenbroker.EncodeError(e))
 		return
 	}
 	rep := s.spare
@@ -235,7 +235,7 @@ func (r *replier) Fail(e *tokenbroker.Error) {
 	body := tokenbroker.EncodeError(e)
 	var extra micro.Headers
 	if e.RetryAfter > 0 {
-		extra = micro.Headers{retryAfterHeader: []string{strconv.Itoa(e.RetryAfter)}}
+		extra = micro.Headers{wire.RetryAfterHeader: []string{strconv.Itoa(e.RetryAfter)}}
 	}
 	var err error
 	if r.returned {
@@ -243,26 +243,14 @@ func (r *replier) Fail(e *tokenbroker.Error) {
 		for k, v := range extra {
 			msg.Header[k] = v
 		}
-		msg.Header.Set(micro.ErrorHeader, headerValue(e.Description))
+		msg.Header.Set(micro.ErrorHeader, wire.HeaderValue(e.Description))
 		msg.Header.Set(micro.ErrorCodeHeader, code)
 		msg.Data = body
 		err = r.s.nc.PublishMsg(msg)
 	} else {
-		err = r.req.Error(code, headerValue(e.Description), body, micro.WithHeaders(extra))
+		err = r.req.Error(code, wire.HeaderValue(e.Description), body, micro.WithHeaders(extra))
 	}
 	if err != nil {
 		r.s.log.Warn("reply to token request", "err", err)
 	}
 }
-
-// retryAfterHeader carries, on a 503, the seconds the IdP asked callers to
-// wait, as HTTP's Retry-After does.
-const retryAfterHeader = "Retry-After"
-
-// oneLine folds line breaks: a header value is one line, and Azure AD puts
-// its trace and correlation ids on lines of their own.
-var oneLine = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ")
-
-// headerValue is the Nats-Service-Error value for an error description.
-// The JSON body keeps the description as the IdP sent it.
-func headerValue(description string) string { return oneLine.Replace(description) }

@@ -12,6 +12,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
 	"github.com/tokenbroker/tokenbroker/messaging"
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
 // stub answers like a broker would: from the handler for "sync", from
@@ -36,7 +37,7 @@ func startService(t *testing.T) (*nats.Conn, *messaging.Service) {
 	t.Helper()
 	s := natstest.StartServer(t)
 	nc := natstest.Connect(t, s)
-	svc, err := messaging.NewService(nc, messaging.Subjects{Prefix: "token"}, stub{}, messaging.ServiceOptions{})
+	svc, err := messaging.NewService(nc, wire.Subjects{Prefix: "token"}, stub{}, messaging.ServiceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +95,11 @@ func TestServiceRegistersAsMicroService(t *testing.T) {
 	if err := json.Unmarshal(msg.Data, &info); err != nil {
 		t.Fatal(err)
 	}
-	if info.Name != messaging.ServiceName || len(info.Endpoints) != 1 {
+	if info.Name != wire.ServiceName || len(info.Endpoints) != 1 {
 		t.Fatalf("info %+v", info)
 	}
 	ep := info.Endpoints[0]
-	if ep.Subject != "token.request" || ep.QueueGroup != messaging.QueueGroup {
+	if ep.Subject != "token.request" || ep.QueueGroup != wire.QueueGroup {
 		t.Fatalf("endpoint %+v", ep)
 	}
 }
@@ -113,7 +114,7 @@ func TestPublisherSendsEventsWithMsgID(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	p := messaging.NewPublisher(natstest.Connect(t, s), messaging.Subjects{Prefix: "tb"}, nil, nil)
+	p := messaging.NewPublisher(natstest.Connect(t, s), wire.Subjects{Prefix: "tb"}, nil, nil)
 	p.PublishRefreshed(tokenbroker.RefreshedEvent{EventID: "e-1", CredentialID: "app", AccessToken: "tok", TokenType: "Bearer",
 		ExpiresOn: "1795870800", ExpiresIn: 3599, Action: tokenbroker.ActionRefreshed, RefreshedAt: time.Unix(1795867200, 0).UTC()})
 	msg, err := sub.NextMsg(5 * time.Second)
@@ -137,7 +138,7 @@ func (throttled) Serve(_ tokenbroker.Request, rep tokenbroker.Replier) {
 
 func TestThrottledErrorsCarryRetryAfter(t *testing.T) {
 	s := natstest.StartServer(t)
-	svc, err := messaging.NewService(natstest.Connect(t, s), messaging.Subjects{}, throttled{}, messaging.ServiceOptions{})
+	svc, err := messaging.NewService(natstest.Connect(t, s), wire.Subjects{}, throttled{}, messaging.ServiceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func (f fastStub) ServeAppend(dst []byte, req *tokenbroker.Request, rep tokenbro
 // misses those answered after the handler returned.
 func TestServiceCountsEveryError(t *testing.T) {
 	s := natstest.StartServer(t)
-	svc, err := messaging.NewService(natstest.Connect(t, s), messaging.Subjects{}, fastStub{},
+	svc, err := messaging.NewService(natstest.Connect(t, s), wire.Subjects{}, fastStub{},
 		messaging.ServiceOptions{Status: func() any { return map[string]int{"credentials": 3} }})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/actors"
 	"github.com/tokenbroker/tokenbroker/messaging"
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
 const statusHelp = `Usage: tokenbroker status [flags]
@@ -46,7 +47,7 @@ func status(ctx context.Context, args []string, e env) int {
 		return exitError
 	}
 	defer sub.Unsubscribe()
-	if err := nc.PublishRequest("$SRV.STATS."+messaging.ServiceName, inbox, nil); err != nil {
+	if err := nc.PublishRequest("$SRV.STATS."+wire.ServiceName, inbox, nil); err != nil {
 		fmt.Fprintf(e.stderr, "tokenbroker status: %v\n", err)
 		return exitError
 	}
