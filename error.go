@@ -13,6 +13,7 @@ const (
 	CodeRejected       = http.StatusUnauthorized          // 401: the IdP rejected the credentials
 	CodeNotFound       = http.StatusNotFound              // 404: unknown named credential
 	CodeTooLarge       = http.StatusRequestEntityTooLarge // 413: request over MaxRequestBytes
+	CodeTooMany        = http.StatusTooManyRequests       // 429: too many refused sign-ins for a username; retry_after says when to try again
 	CodeBadGateway     = http.StatusBadGateway            // 502: the IdP answered with something unusable
 	CodeUnavailable    = http.StatusServiceUnavailable    // 503: IdP unreachable or throttling, no valid cached token
 	CodeTimeout        = http.StatusGatewayTimeout        // 504: the broker could not answer in time
@@ -95,7 +96,7 @@ func OAuthFor(code int) string {
 		return OAuthInvalidGrant
 	case CodeNotFound:
 		return OAuthUnknownCredential
-	case CodeUnavailable, CodeTimeout:
+	case CodeUnavailable, CodeTimeout, CodeTooMany:
 		return OAuthTemporarilyUnavailable
 	default:
 		return OAuthServerError

@@ -41,6 +41,7 @@ type deps struct {
 	owner     string // this broker, in leases
 	log       *slog.Logger
 	idle      time.Duration   // how long an unused credential stays in memory
+	refusals  *refusals       // refused sign-ins per username
 	ctx       context.Context // ended by the Router's Stop: aborts IdP calls in flight
 	now       func() time.Time
 }
@@ -128,12 +129,21 @@ func (a *credential) heldFor(v *Verifier) *tokenbroker.Token {
 // serve answers g from the token if the policy lets it, else queues it
 // behind the IdP call in flight, starting one if there is none.
 func (a *credential) serve(g *getToken, now time.Time) {
-	if tok := a.heldFor(&g.verifier); tok != nil {
+	tok := a.heldFor(&g.verifier)
+	if tok != nil {
 		if a.policy.Serves(tok, &g.req, now) {
 			a.reply(g, tokenbroker.ActionExisting, now)
 			return
 		}
 		if err := policy.Unmeetable(tok, &g.req); err != nil {
+			g.fail(err)
+			return
+		}
+	}
+	if tok == nil && a.user {
+		// A password the IdP must be asked about: not once the username
+		// was refused too often, even for callers queued before that.
+		if err := a.d.refusals.check(a.c.key.sum, now); err != nil {
 			g.fail(err)
 			return
 		}
@@ -209,7 +219,20 @@ func (a *credential) finished(d jobDone) {
 		a.answer(waiters, d.job.action, now)
 	}
 	a.idleWaitTimer()
+	if a.empty() {
+		// A username whose sign-in failed holds nothing worth keeping:
+		// it leaves memory now, not after IDLE_TIMEOUT, so that refused
+		// logins leave nothing behind. Its refusals are counted apart.
+		a.retire("sign-in failed and no token held")
+		return
+	}
 	a.schedule(now)
+}
+
+// empty reports whether this is a user credential with no token and
+// nothing to do.
+func (a *credential) empty() bool {
+	return a.user && a.cur == nil && a.inflight == nil && !a.loading && len(a.waiters) == 0
 }
 
 // answer gives the token just obtained to the waiters it is for, and
@@ -314,6 +337,9 @@ func (a *credential) jobFailed(d jobDone, waiters []*getToken, now time.Time) {
 		// The password that got the token is no longer accepted: stop
 		// handing out what it obtained.
 		a.withdraw()
+	}
+	if rejected && a.user && j.grant == GrantPassword {
+		a.d.refusals.record(a.c.key.sum, now)
 	}
 	var again []*getToken
 	for _, g := range waiters {
@@ -518,7 +544,7 @@ func (a *credential) woke(w wake) {
 	}
 	now := a.d.now()
 	if !a.keptWarm() && a.idle(now) && a.inflight == nil && !a.loading && len(a.waiters) == 0 {
-		a.retire()
+		a.retire("idle")
 		return
 	}
 	if a.refreshable(now) && !now.Before(a.refreshAt) {
@@ -529,11 +555,11 @@ func (a *credential) woke(w wake) {
 
 // retire takes the credential out of memory: out of the Router first, so no
 // new request reaches it, then the actor stops.
-func (a *credential) retire() {
+func (a *credential) retire(why string) {
 	a.retired = true
 	a.stopTimer()
 	a.d.host.retire(a.c)
-	a.logger().Debug("credential idle, leaving memory")
+	a.logger().Debug("credential leaving memory", "reason", why)
 	a.engine.Poison(a.pid)
 }
 

@@ -59,6 +59,12 @@ type Options struct {
 	Store *store.Store
 	// Owner names this broker in leases.
 	Owner string
+	// MaxRefusals is how many sign-ins of one username the IdP may refuse
+	// within RefusalWindow before further ones that need the IdP get a 429
+	// without asking it. Defaults DefaultMaxRefusals and
+	// DefaultRefusalWindow.
+	MaxRefusals   int
+	RefusalWindow time.Duration
 	// Metrics counts refreshes; nil counts nothing. (IdP calls are counted
 	// where they are made, by the TokenClient.)
 	Metrics *metrics.Metrics
@@ -117,6 +123,7 @@ func NewRouter(opts Options) (*Router, error) {
 	r.deps = deps{
 		host: r, client: opts.Client, store: opts.Store, publisher: opts.Publisher, metrics: opts.Metrics,
 		owner: opts.Owner, log: opts.Logger, idle: opts.IdleTimeout, now: opts.Now,
+		refusals: newRefusals(opts.MaxRefusals, opts.RefusalWindow),
 	}
 	if r.deps.log == nil {
 		r.deps.log = slog.New(slog.DiscardHandler)
@@ -238,9 +245,19 @@ func (r *Router) serve(req *tokenbroker.Request, rep tokenbroker.Replier) (*snap
 		return nil, time.Time{}
 	}
 	now := r.deps.now()
-	if s := r.cells.snapshot(t.key); s != nil && s.serves(req, &t.v, now) {
+	s := r.cells.snapshot(t.key)
+	if s != nil && s.serves(req, &t.v, now) {
 		stamp(&s.lastHit, now)
 		return s, now
+	}
+	if !t.key.named && (s == nil || !s.owns(&t.v)) {
+		// A password that would need the IdP, for a username it refused
+		// too often: answered here, so that a flood of guesses neither
+		// reaches the IdP nor brings the username's actor back.
+		if err := r.deps.refusals.check(t.key.sum, now); err != nil {
+			rep.Fail(err)
+			return nil, now
+		}
 	}
 	r.pending.add()
 	// The deadline is on the real clock even when tests move Now: it
