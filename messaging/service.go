@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -38,9 +40,16 @@ type Service struct {
 	req   tokenbroker.Request
 	spare *replier
 
+	replyPrefixes []string     // a reply subject must start with one of them
+	dropLog       atomic.Int64 // Unix nanoseconds of the last drop logged
+
 	requests atomic.Uint64
 	errors   atomic.Uint64
+	dropped  atomic.Uint64
 }
+
+// DefaultReplyPrefix is the inbox prefix of NATS clients that set none.
+const DefaultReplyPrefix = "_INBOX"
 
 // Counts are the broker's own counts of token requests, shown by
 // `tokenbroker status` and in the endpoint's stats data. Unlike micro's
@@ -50,12 +59,21 @@ type Service struct {
 type Counts struct {
 	Requests uint64 `json:"requests"` // requests received
 	Errors   uint64 `json:"errors"`   // requests answered with an error
+	// Dropped are requests left unanswered, without asking the IdP,
+	// because their reply subject was missing or outside the allowed inbox
+	// prefixes (REPLY_PREFIXES).
+	Dropped uint64 `json:"dropped"`
 }
 
 // ServiceOptions are the optional parts of a Service.
 type ServiceOptions struct {
 	Logger  *slog.Logger     // nil discards
 	Metrics *metrics.Metrics // nil records nothing
+	// ReplyPrefixes are the inbox prefixes a request's reply subject must
+	// start with (REPLY_PREFIXES), as given to nats.CustomInboxPrefix, with
+	// or without the final dot. Empty means DefaultReplyPrefix alone. See
+	// CheckReplyPrefixes.
+	ReplyPrefixes []string
 	// Status, when set, adds its fields to the custom data of the
 	// endpoint's stats, beside the Counts, so `nats micro stats
 	// tokenbroker` and `tokenbroker status` show it. It must return a value
@@ -69,7 +87,11 @@ func NewService(nc *nats.Conn, subjects wire.Subjects, backend tokenbroker.Servi
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{nc: nc, backend: backend, log: log, metrics: o.Metrics}
+	prefixes, err := CheckReplyPrefixes(o.ReplyPrefixes, subjects.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{nc: nc, backend: backend, log: log, metrics: o.Metrics, replyPrefixes: prefixes}
 	s.fast, _ = backend.(tokenbroker.AppendService)
 	cfg := micro.Config{
 		Name:        wire.ServiceName,
@@ -124,7 +146,66 @@ func (s *Service) Stats() micro.Stats { return s.svc.Stats() }
 
 // Counts returns the requests received and answered with an error so far.
 func (s *Service) Counts() Counts {
-	return Counts{Requests: s.requests.Load(), Errors: s.errors.Load()}
+	return Counts{Requests: s.requests.Load(), Errors: s.errors.Load(), Dropped: s.dropped.Load()}
+}
+
+// CheckReplyPrefixes validates inbox prefixes for replies and returns them
+// each with its final dot. NATS does not check a request's reply subject
+// against the sender's permissions, while the broker may publish events and
+// talk to JetStream: a reply aimed at token.refreshed.<id>, $KV.<bucket>.<key>
+// or $JS.API... would have the broker publish there. So a prefix may not be
+// under the subject prefix or under $, nor hold wildcards or white space.
+func CheckReplyPrefixes(prefixes []string, subjectPrefix string) ([]string, error) {
+	if len(prefixes) == 0 {
+		prefixes = []string{DefaultReplyPrefix}
+	}
+	if subjectPrefix == "" {
+		subjectPrefix = wire.DefaultPrefix
+	}
+	out := make([]string, 0, len(prefixes))
+	for _, p := range prefixes {
+		p = strings.TrimSuffix(strings.TrimSpace(p), ".")
+		switch {
+		case p == "":
+			return nil, errors.New("messaging: an empty reply prefix would allow every subject")
+		case strings.ContainsAny(p, "*> \t\r\n") || strings.Contains(p, ".."):
+			return nil, fmt.Errorf("messaging: reply prefix %q: no wildcards, white space or empty tokens", p)
+		case strings.HasPrefix(p, "$"):
+			return nil, fmt.Errorf("messaging: reply prefix %q: subjects under $ are the server's and JetStream's", p)
+		case p == subjectPrefix || strings.HasPrefix(p, subjectPrefix+"."):
+			return nil, fmt.Errorf("messaging: reply prefix %q: under the subject prefix %q, where the broker publishes events", p, subjectPrefix)
+		}
+		out = append(out, p+".")
+	}
+	return out, nil
+}
+
+// replyAllowed reports whether the broker may answer on reply.
+func (s *Service) replyAllowed(reply string) bool {
+	for _, p := range s.replyPrefixes {
+		if len(reply) > len(p) && strings.HasPrefix(reply, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// drop leaves a request unanswered: it has no reply subject, or one the
+// broker must not publish to. It is counted, and logged at most every ten
+// seconds, so a flood of them cannot flood the log.
+func (s *Service) drop(reply string) {
+	s.dropped.Add(1)
+	s.metrics.Request(metrics.TransportNATS, metrics.OutcomeDropped, "")
+	now := time.Now().UnixNano()
+	last := s.dropLog.Load()
+	if now-last < int64(10*time.Second) || !s.dropLog.CompareAndSwap(last, now) {
+		return
+	}
+	if len(reply) > 64 {
+		reply = reply[:64] + "..."
+	}
+	s.log.Warn("token request dropped: its reply subject is missing or outside the allowed inbox prefixes (REPLY_PREFIXES)",
+		"reply", reply, "dropped_so_far", s.dropped.Load())
 }
 
 // statsData is the endpoint's custom stats data: the Counts and the fields
@@ -157,6 +238,10 @@ func (d statsData) MarshalJSON() ([]byte, error) {
 // is answered later by the credential's actor through the replier.
 func (s *Service) handle(req micro.Request) {
 	s.requests.Add(1)
+	if !s.replyAllowed(req.Reply()) {
+		s.drop(req.Reply())
+		return
+	}
 	r, err := tokenbroker.DecodeRequest(req.Data())
 	if err != nil {
 		e := tokenbroker.AsError(err)

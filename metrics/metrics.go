@@ -47,6 +47,9 @@ const (
 	OutcomeOK = "ok"
 	// OutcomeFailed is a refresh that failed.
 	OutcomeFailed = "failed"
+	// OutcomeDropped is a request left unanswered: no reply subject, or
+	// one outside the allowed inbox prefixes.
+	OutcomeDropped = "dropped"
 )
 
 // Event kinds, as published on token.refreshed.* and token.failed.*.
@@ -65,8 +68,8 @@ const Other = "other"
 var (
 	transports = set(TransportNATS, TransportHTTP)
 	// Request outcomes: "ok" or a contract error code as a string.
-	requestOutcomes = set(OutcomeOK,
-		strconv.Itoa(tokenbroker.CodeInvalidRequest), strconv.Itoa(tokenbroker.CodeRejected),
+	requestOutcomes = set(OutcomeOK, OutcomeDropped,
+		strconv.Itoa(tokenbroker.CodeInvalidRequest), strconv.Itoa(tokenbroker.CodeTooMany), strconv.Itoa(tokenbroker.CodeRejected),
 		strconv.Itoa(tokenbroker.CodeNotFound), strconv.Itoa(tokenbroker.CodeTooLarge),
 		strconv.Itoa(tokenbroker.CodeBadGateway), strconv.Itoa(tokenbroker.CodeUnavailable),
 		strconv.Itoa(tokenbroker.CodeTimeout), strconv.Itoa(tokenbroker.CodeInternal))
