@@ -319,7 +319,7 @@ func (a *credential) withdraw() {
 // what the credential does next.
 func (a *credential) jobFailed(d jobDone, waiters []*getToken, now time.Time) {
 	j := d.job
-	e := classify(d.err)
+	e := oauth.Classify(d.err)
 	rejected := e.Code == tokenbroker.CodeRejected
 	a.c.lastErr.Store(&failure{err: e.OAuth + ": " + firstLine(e.Description), at: now})
 	if j.action != tokenbroker.ActionNew {
@@ -566,50 +566,6 @@ func (a *credential) retire(why string) {
 // shuttingDown is the answer to requests the broker will no longer serve.
 func shuttingDown() *tokenbroker.Error {
 	return tokenbroker.Errorf(tokenbroker.CodeUnavailable, tokenbroker.OAuthTemporarilyUnavailable, "the broker is shutting down")
-}
-
-// classify maps an IdP call's error to what a caller is told.
-func classify(err error) *tokenbroker.Error {
-	var re *oauth.RetrieveError
-	var rs *oauth.ResponseError
-	var te *oauth.TransportError
-	var open interface{ RetryAfterSeconds() int }
-	switch {
-	case errors.As(err, &open):
-		// A circuit breaker in the TokenClient fails fast while the IdP is
-		// known to be down.
-		return &tokenbroker.Error{Code: tokenbroker.CodeUnavailable, OAuth: "temporarily_unavailable",
-			Description: "the identity provider is failing; not asking it again yet", RetryAfter: open.RetryAfterSeconds()}
-	case errors.As(err, &re) && re.StatusCode >= 200 && re.StatusCode < 300:
-		// A success status with an error body: the IdP, or a gateway in
-		// front of it, contradicts itself. Nothing is cached from it.
-		return tokenbroker.Errorf(tokenbroker.CodeBadGateway, "server_error",
-			"the identity provider answered %d with an error body: %s: %s", re.StatusCode, re.ErrorCode, re.Description)
-	case errors.As(err, &re):
-		e := &tokenbroker.Error{Code: tokenbroker.CodeRejected, OAuth: re.ErrorCode, Description: re.Description, RetryAfter: int(re.RetryAfter / time.Second)}
-		if re.Temporary() {
-			e.Code = tokenbroker.CodeUnavailable
-			if e.OAuth == "" {
-				e.OAuth = "temporarily_unavailable"
-			}
-			if e.Description == "" {
-				e.Description = "the identity provider is unavailable or throttling"
-			}
-		}
-		if e.OAuth == "" {
-			e.OAuth = "invalid_request"
-		}
-		return e
-	case errors.As(err, &rs):
-		return tokenbroker.Errorf(tokenbroker.CodeBadGateway, "server_error", "the identity provider answered with something unusable: %s", rs.Reason)
-	case errors.As(err, &te):
-		if te.Timeout() {
-			return tokenbroker.Errorf(tokenbroker.CodeUnavailable, "temporarily_unavailable", "the identity provider did not answer in time")
-		}
-		return tokenbroker.Errorf(tokenbroker.CodeUnavailable, "temporarily_unavailable", "the identity provider is unreachable")
-	default:
-		return tokenbroker.Errorf(tokenbroker.CodeUnavailable, "temporarily_unavailable", "the identity provider could not be asked")
-	}
 }
 
 // firstLine cuts an IdP description at its first line: Azure AD appends
