@@ -197,7 +197,7 @@ func (t *target) id() string {
 func (r *Router) resolve(req *tokenbroker.Request, t *target) *tokenbroker.Error {
 	if req.IsPassword() {
 		if t.spec = r.opts.Default; t.spec == nil {
-			return tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, "invalid_request",
+			return tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, tokenbroker.OAuthInvalidRequest,
 				"username/password requests need the default profile, which is not configured (TOKEN_ENDPOINT, CLIENTID)")
 		}
 		t.key = cellKey{sum: r.opts.Keyring.userKey(t.spec.Name, req.Username)}
@@ -206,7 +206,7 @@ func (r *Router) resolve(req *tokenbroker.Request, t *target) *tokenbroker.Error
 	}
 	n := r.named[req.Credential]
 	if n == nil {
-		return tokenbroker.Errorf(tokenbroker.CodeNotFound, "unknown_credential", "no credential named %s", quote(req.Credential))
+		return tokenbroker.Errorf(tokenbroker.CodeNotFound, tokenbroker.OAuthUnknownCredential, "no credential named %s", quote(req.Credential))
 	}
 	t.spec, t.key = n.spec, n.key
 	return nil
