@@ -9,12 +9,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/clock"
 	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
 	"github.com/tokenbroker/tokenbroker/oauth"
 )
@@ -170,10 +170,8 @@ func checkLifetimes(t *testing.T, body map[string]any, asStrings bool, secs int6
 }
 
 func TestLifetimeAndClock(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	s := start(t, fakeidp.WithClock(clock), fakeidp.WithLifetime(2500*time.Millisecond))
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	s := start(t, fakeidp.WithClock(clk.Now), fakeidp.WithLifetime(2500*time.Millisecond))
 	r := post(t, s.V1TokenURL(), form("grant_type", "client_credentials", "client_id", confApp, "client_secret", confSecret, "resource", resource))
 	checkLifetimes(t, r.body, true, 2)
 	if r.body["expires_on"] != "1700000002" || r.body["not_before"] != "1700000000" {
@@ -183,9 +181,7 @@ func TestLifetimeAndClock(t *testing.T) {
 	if !s.Valid(at) {
 		t.Fatal("fresh token not valid")
 	}
-	mu.Lock()
-	now = now.Add(2 * time.Second)
-	mu.Unlock()
+	clk.Advance(2 * time.Second)
 	if s.Valid(at) {
 		t.Error("token valid at its expiry")
 	}
