@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -94,20 +95,53 @@ func (r *Request) Validate() error {
 }
 
 // describeJSONError names what is wrong with a body without quoting it: a
-// type error names the field, a syntax error the offset.
+// type error names the field and the kinds expected and found, a syntax
+// error the offset. It must not use UnmarshalTypeError.Value as it is: for
+// a number that does not fit the field, encoding/json puts the whole literal
+// there, and a 60 KB min_ttl came back twice, in the body and in the
+// Nats-Service-Error header.
 func describeJSONError(err error) string {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
 	case errors.As(err, &typeErr):
 		if typeErr.Field == "" {
-			return fmt.Sprintf("expected a JSON object, got %s", typeErr.Value)
+			return fmt.Sprintf("expected a JSON object, got %s", jsonValueKind(typeErr.Value))
 		}
-		return fmt.Sprintf("field %q must be %s, got %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+		return fmt.Sprintf("field %q must be %s, got %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()), jsonValueKind(typeErr.Value))
 	case errors.As(err, &syntaxErr):
 		return fmt.Sprintf("syntax error at byte %d", syntaxErr.Offset)
 	default:
 		return "unexpected end of input"
+	}
+}
+
+// jsonValueKind names the kind of JSON value an UnmarshalTypeError found,
+// from its Value ("string", "bool", "array", "object", "number" or
+// "number <literal>"), in a few fixed words. A number is told apart only by
+// whether its literal has a fraction or an exponent; the literal itself is
+// never returned.
+func jsonValueKind(value string) string {
+	switch kind, literal, _ := strings.Cut(value, " "); kind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "array":
+		return "an array"
+	case "object":
+		return "an object"
+	case "number":
+		switch {
+		case literal == "":
+			return "a number"
+		case strings.ContainsAny(literal, ".eE"):
+			return "a number with a fraction or an exponent"
+		default:
+			return "a number out of range"
+		}
+	default:
+		return "another kind of value"
 	}
 }
 

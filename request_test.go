@@ -79,10 +79,62 @@ func TestDecodeErrorsNeverEchoThePassword(t *testing.T) {
 	}
 }
 
+// A refusal names what is wrong, never what was sent: a 60 KB value in the
+// wrong place once came back twice (description and header), a 120 KB
+// answer to a 60 KB request. Every field, and the document itself, gets a
+// value of each kind it does not take, padded to 60 KB.
+func TestDecodeErrorsStaySmall(t *testing.T) {
+	const size = 60 << 10
+	pad := strings.Repeat("7", size)
+	values := map[string]string{
+		"a string":   `"` + pad + `"`,
+		"a number":   pad,        // out of int64's range
+		"a fraction": "1." + pad, // not a whole number
+		"an array":   `[` + strings.Repeat("1,", size/2) + `1]`,
+		"an object":  `{"x":"` + pad + `"}`,
+		"a boolean":  `true` + strings.Repeat(" ", size), // a boolean with room to spare
+	}
+	wrong := map[string][]string{
+		"username":      {"a number", "a fraction", "an array", "an object", "a boolean"},
+		"password":      {"a number", "a fraction", "an array", "an object", "a boolean"},
+		"credential":    {"a number", "a fraction", "an array", "an object", "a boolean"},
+		"force_refresh": {"a string", "a number", "a fraction", "an array", "an object"},
+		"min_ttl":       {"a string", "a number", "a fraction", "an array", "an object", "a boolean"},
+	}
+	check := func(t *testing.T, body, says string) {
+		t.Helper()
+		if len(body) > tokenbroker.MaxRequestBytes {
+			t.Fatalf("the test's body is %d bytes, over the limit: it would test the 413 instead", len(body))
+		}
+		_, err := tokenbroker.DecodeRequest([]byte(body))
+		var e *tokenbroker.Error
+		if !errors.As(err, &e) || e.Code != 400 {
+			t.Fatalf("got %v, want a 400", err)
+		}
+		if reply := tokenbroker.EncodeError(e); len(reply) > 512 || !strings.Contains(string(reply), says) {
+			t.Fatalf("a %d-byte request got a %d-byte reply, want under 512 bytes naming %s: %.300s", len(body), len(reply), says, reply)
+		}
+	}
+	for field, kinds := range wrong {
+		for _, kind := range kinds {
+			t.Run(field+" as "+kind, func(t *testing.T) {
+				check(t, `{"`+field+`":`+values[kind]+`}`, `\"`+field+`\"`)
+			})
+		}
+	}
+	for kind, v := range values {
+		if kind == "an object" {
+			continue
+		}
+		t.Run("document as "+kind, func(t *testing.T) { check(t, v, "expected a JSON object") })
+	}
+}
+
 func FuzzDecodeRequest(f *testing.F) {
 	for _, seed := range []string{
 		`{"username":"u@x","password":"p"}`, `{"credential":"crm","force_refresh":true,"min_ttl":300}`,
 		`{}`, `[]`, `null`, `{"min_ttl":1e400}`, `{"username":"\ud800","password":"p"}`, "\xff", `{"credential":"a","credential":"b"}`,
+		`{"credential":"c","min_ttl":` + strings.Repeat("9", 400) + `}`, `{"min_ttl":1.` + strings.Repeat("5", 400) + `}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -92,6 +144,11 @@ func FuzzDecodeRequest(f *testing.F) {
 			var e *tokenbroker.Error
 			if !errors.As(err, &e) || (e.Code != 400 && e.Code != 413) {
 				t.Fatalf("error %v is not a 400 or 413", err)
+			}
+			// Fixed words and numbers only: a description that grows with
+			// the input quotes it.
+			if len(e.Description) > 160 {
+				t.Fatalf("a %d-byte request got a %d-byte description: %.200s", len(data), len(e.Description), e.Description)
 			}
 			return
 		}
