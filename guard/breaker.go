@@ -98,8 +98,9 @@ type endpoint struct {
 	mu        sync.Mutex // guards the fields below
 	failures  int        // consecutive temporary failures while closed
 	open      bool
-	openUntil time.Time // when an open breaker turns half-open
-	probing   bool      // half-open and the probe is in flight
+	openUntil time.Time     // when an open breaker turns half-open
+	openFor   time.Duration // its last open time, Retry-After aside; 0 once closed
+	probing   bool          // half-open and the probe is in flight
 }
 
 // acquire takes a slot, waiting for one until ctx ends.
@@ -184,13 +185,15 @@ func (e *endpoint) record(v verdict, retryAfter time.Duration, probe bool, now t
 	case verdictHealthy:
 		// Any answer from the IdP, even a straggler that was admitted
 		// before the breaker opened, shows it is back.
-		e.open, e.failures = false, 0
+		e.open, e.failures, e.openFor = false, 0, 0
 	case verdictFailed:
-		openFor := max(o.OpenFor, retryAfter)
 		switch {
 		case probe && e.open:
-			// The probe failed: the IdP is still down.
-			e.open, e.openUntil = true, now.Add(openFor)
+			// The probe failed: the IdP is still down, and the longer
+			// it has been down the less likely it is back within
+			// seconds, so it is probed half as often each time.
+			e.openFor = max(doubled(e.openFor, o.OpenFor), o.MinOpenFor)
+			e.openUntil = now.Add(max(e.openFor, retryAfter))
 		case e.open:
 			// A straggler admitted before the breaker opened: it
 			// only extends the pause when the IdP asked for longer.
@@ -199,8 +202,18 @@ func (e *endpoint) record(v verdict, retryAfter time.Duration, probe bool, now t
 			}
 		default:
 			if e.failures++; e.failures >= o.FailureThreshold {
-				e.open, e.openUntil = true, now.Add(openFor)
+				// A young outage is often a blip: probe soon.
+				e.open, e.openFor = true, o.MinOpenFor
+				e.openUntil = now.Add(max(e.openFor, retryAfter))
 			}
 		}
 	}
+}
+
+// doubled returns twice d, at most limit (and without overflowing).
+func doubled(d, limit time.Duration) time.Duration {
+	if d > limit/2 {
+		return limit
+	}
+	return 2 * d
 }

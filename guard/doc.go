@@ -19,9 +19,9 @@
 //   - A circuit breaker: after FailureThreshold consecutive temporary
 //     failures, calls fail fast with a *CircuitOpenError (matching
 //     ErrCircuitOpen, and unwrapping to the *oauth.FailFastError that
-//     oauth.Classify answers 503 with) for OpenFor, or for as long as the
-//     IdP asked with Retry-After if that is longer; then one probe call goes
-//     through, and its outcome closes or re-opens the breaker.
+//     oauth.Classify answers 503 with) for an open time, or for as long as
+//     the IdP asked with Retry-After if that is longer; then one probe call
+//     goes through, and its outcome closes or re-opens the breaker.
 //
 // What counts as a temporary failure is oauth.OutcomeOf's
 // oauth.OutcomeUnavailable, the outcome Options.OnAttempt reports too.
@@ -31,6 +31,21 @@
 // that uses it, and a failing endpoint does not affect any other. The Client
 // keeps one small entry per endpoint for its lifetime; endpoints come from
 // configuration, so their number is bounded.
+//
+// # How long the breaker stays open
+//
+// Most outages are short, and while the breaker is open a caller without a
+// token gets a 503 even if the IdP is already back. So the first open time
+// is short, MinOpenFor (1s), and each failed probe doubles it, up to OpenFor
+// (30s): probes come 1, 3, 7, 15, 31, 61, 91, ... seconds after the breaker
+// opened. A good answer closes the breaker and the next outage starts again
+// at MinOpenFor. Once the IdP is back, callers see 503s for at most the open
+// time in force: about as long as the outage had lasted (plus MinOpenFor),
+// never more than OpenFor, unless the IdP asked for longer with Retry-After.
+// A 15s outage, say, opens the breaker soon after it starts, so the probe 15s
+// after opening finds the IdP back and a token is served within about as
+// long as the breaker took to open. A long outage still costs the IdP only
+// one probe every OpenFor.
 //
 // # Refresh tokens and retries
 //

@@ -20,6 +20,7 @@ const (
 	DefaultMaxBackoff       = 5 * time.Second
 	DefaultMaxConcurrent    = 8
 	DefaultFailureThreshold = 5
+	DefaultMinOpenFor       = time.Second
 	DefaultOpenFor          = 30 * time.Second
 )
 
@@ -50,10 +51,19 @@ type Options struct {
 	// rejection, garbage) resets the count: the IdP is up. Default
 	// DefaultFailureThreshold (5).
 	FailureThreshold int
-	// OpenFor is how long an open breaker fails calls fast before it lets
-	// one probe call through (half-open). When the failure that opened it
-	// carried a longer Retry-After, the breaker stays open that long
-	// instead. Default DefaultOpenFor (30s).
+	// MinOpenFor is how long a breaker that has just opened fails calls
+	// fast before it lets one probe call through (half-open). Each failed
+	// probe re-opens it for twice as long as the last time, up to OpenFor;
+	// a good answer closes it and starts the next outage at MinOpenFor
+	// again. Short first open times find an IdP that is back within
+	// seconds, while the doubling keeps a long outage to a probe every
+	// OpenFor. Default DefaultMinOpenFor (1s); at most OpenFor, so setting
+	// it to OpenFor gives a fixed open time.
+	MinOpenFor time.Duration
+	// OpenFor is the longest an open breaker fails calls fast before it
+	// lets a probe through. When the failure that (re-)opened it carried a
+	// longer Retry-After, the breaker stays open that long instead. Default
+	// DefaultOpenFor (30s).
 	OpenFor time.Duration
 	// OnAttempt, when set, is called after every IdP call (not for calls
 	// failed fast by the breaker or refused before reaching the IdP) with
@@ -96,6 +106,12 @@ func (o Options) withDefaults() Options {
 	if o.OpenFor <= 0 {
 		o.OpenFor = DefaultOpenFor
 	}
+	if o.MinOpenFor <= 0 {
+		o.MinOpenFor = DefaultMinOpenFor
+	}
+	// OpenFor is the ceiling: an explicit short OpenFor must not be
+	// overridden by the default MinOpenFor.
+	o.MinOpenFor = min(o.MinOpenFor, o.OpenFor)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -188,7 +204,7 @@ func (c *Client) ClientAssertion(ctx context.Context, ep oauth.Endpoint, s *oaut
 
 // State returns the breaker state of the token endpoint tokenURL, for status
 // pages and metrics. An endpoint never called is closed. An open breaker
-// whose OpenFor has passed reports half-open: the next call probes it.
+// whose open time has passed reports half-open: the next call probes it.
 func (c *Client) State(tokenURL string) BreakerState {
 	key, ok := endpointKey(tokenURL)
 	if !ok {

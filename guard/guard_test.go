@@ -417,7 +417,9 @@ func TestMaxAttemptsExhausted(t *testing.T) {
 
 func TestBreaker(t *testing.T) {
 	const threshold, openFor = 3, 30 * time.Second
-	opts := guard.Options{MaxAttempts: 1, FailureThreshold: threshold, OpenFor: openFor}
+	// A fixed open time: these subtests are about the breaker's states;
+	// TestBreakerOpenTime is about how long it stays open.
+	opts := guard.Options{MaxAttempts: 1, FailureThreshold: threshold, MinOpenFor: openFor, OpenFor: openFor}
 
 	// openBreaker fails threshold calls and checks the breaker opened.
 	openBreaker := func(t *testing.T, h *harness, s *fakeidp.Server) {
@@ -711,4 +713,184 @@ func TestBreakerStateString(t *testing.T) {
 			t.Errorf("%d.String() = %q, want %q", int(st), got, want)
 		}
 	}
+}
+
+// outage runs an outage of the IdP behind h for d while callers without a
+// token ask every 100 ms, each getting a 503, and returns how long after the
+// IdP came back the first token was served and how many calls reached the
+// IdP during the outage. It gives up 40 s after the IdP came back.
+func outage(t *testing.T, h *harness, s *fakeidp.Server, d time.Duration) (recovery time.Duration, calls int64) {
+	t.Helper()
+	const every = 100 * time.Millisecond
+	start, before := h.clock.Now(), s.Calls()
+	s.Fail(fakeidp.FailHTML(503), -1)
+	down := true
+	for {
+		elapsed := h.clock.Now().Sub(start)
+		if down && elapsed >= d {
+			s.ClearFailures()
+			down, calls = false, s.Calls()-before
+		}
+		if elapsed > d+40*time.Second {
+			t.Fatalf("%s outage: no token 40s after the IdP came back (breaker %s)", d, h.c.State(s.V2TokenURL()))
+		}
+		_, err := h.c.ClientCredentials(context.Background(), appEP(s))
+		if err == nil {
+			if down {
+				t.Fatalf("%s outage: a token at %s, during the outage", d, elapsed)
+			}
+			return elapsed - d, calls
+		}
+		if e := oauth.Classify(err); e.Code != tokenbroker.CodeUnavailable {
+			t.Fatalf("%s outage, at %s: err = %v, classified %+v, want a 503", d, elapsed, err, e)
+		}
+		h.clock.Advance(every)
+	}
+}
+
+// TestRecoveryAfterOutage is the outage the breaker's open times are chosen
+// for: once the IdP is back, a token must be served within seconds, not
+// after the rest of a 30 s open breaker; and meanwhile the IdP must still be
+// left alone.
+func TestRecoveryAfterOutage(t *testing.T) {
+	t.Run("15s outage: a token within 5s", func(t *testing.T) {
+		s := startIdP(t)
+		h := newClient(t, guard.Options{}) // the defaults, as the broker runs
+		recovery, calls := outage(t, h, s, 15*time.Second)
+		if recovery > 5*time.Second {
+			t.Errorf("first token %s after the IdP came back, want within 5s", recovery)
+		}
+		// Five failures open the breaker; then one probe each at 1, 3
+		// and 7 s. An open time that stayed short would probe every
+		// second.
+		if calls > 8 {
+			t.Errorf("IdP calls during the outage = %d, want at most 8", calls)
+		}
+	})
+
+	// Whatever its length, an outage is followed by 503s for at most the
+	// open time in force when it ends: about as long as the outage had
+	// lasted (plus the first open time), and never more than OpenFor; plus
+	// the 100 ms until the next caller comes.
+	t.Run("any outage: at most its own length, at most OpenFor", func(t *testing.T) {
+		s := startIdP(t)
+		for d := 500 * time.Millisecond; d <= 45*time.Second; d += 500 * time.Millisecond {
+			h := newClient(t, guard.Options{})
+			recovery, _ := outage(t, h, s, d)
+			if limit := min(d+guard.DefaultMinOpenFor, guard.DefaultOpenFor) + 100*time.Millisecond; recovery > limit {
+				t.Errorf("%s outage: first token %s after the IdP came back, want within %s", d, recovery, limit)
+			}
+		}
+	})
+}
+
+// openTime makes a call that an open breaker must fail fast, and returns how
+// long it says the breaker stays open.
+func openTime(t *testing.T, h *harness, s *fakeidp.Server) time.Duration {
+	t.Helper()
+	_, err := h.c.ClientCredentials(context.Background(), appEP(s))
+	var co *guard.CircuitOpenError
+	if !errors.As(err, &co) || co.RetryAfter <= 0 {
+		t.Fatalf("err = %v, want circuit open with a RetryAfter", err)
+	}
+	return co.RetryAfter
+}
+
+// failProbe advances h's clock by d, when the breaker must let a probe
+// through, and checks that the probe reached the IdP and failed.
+func failProbe(t *testing.T, h *harness, s *fakeidp.Server, d time.Duration) {
+	t.Helper()
+	h.clock.Advance(d)
+	calls := s.Calls()
+	if _, err := h.c.ClientCredentials(context.Background(), appEP(s)); err == nil || errors.Is(err, guard.ErrCircuitOpen) {
+		t.Fatalf("probe: err = %v, want the IdP's failure", err)
+	}
+	if s.Calls() != calls+1 {
+		t.Fatal("the probe did not reach the IdP")
+	}
+}
+
+func TestBreakerOpenTime(t *testing.T) {
+	t.Run("doubles with each failed probe up to OpenFor, and resets", func(t *testing.T) {
+		s := startIdP(t)
+		h := newClient(t, guard.Options{MaxAttempts: 1, FailureThreshold: 1, OpenFor: 10 * time.Second})
+		s.Fail(fakeidp.FailHTML(503), -1)
+		if _, err := h.c.ClientCredentials(context.Background(), appEP(s)); err == nil {
+			t.Fatal("want the 503")
+		}
+		for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second} {
+			if got := openTime(t, h, s); got != want {
+				t.Fatalf("open time %d = %s, want %s", i+1, got, want)
+			}
+			failProbe(t, h, s, want)
+		}
+		// A good probe closes the breaker; the next outage starts again
+		// from the shortest open time.
+		s.ClearFailures()
+		h.clock.Advance(10 * time.Second)
+		if _, err := h.c.ClientCredentials(context.Background(), appEP(s)); err != nil {
+			t.Fatalf("probe: %v", err)
+		}
+		s.Fail(fakeidp.FailHTML(503), -1)
+		if _, err := h.c.ClientCredentials(context.Background(), appEP(s)); err == nil {
+			t.Fatal("want the 503")
+		}
+		if got := openTime(t, h, s); got != time.Second {
+			t.Errorf("open time after a recovery = %s, want 1s", got)
+		}
+	})
+
+	t.Run("MinOpenFor is the first open time, OpenFor the ceiling", func(t *testing.T) {
+		for _, tc := range []struct {
+			name            string
+			min, max        time.Duration
+			want1st, want2d time.Duration
+		}{
+			{"3s up to 5s", 3 * time.Second, 5 * time.Second, 3 * time.Second, 5 * time.Second},
+			{"MinOpenFor over OpenFor", time.Minute, 10 * time.Second, 10 * time.Second, 10 * time.Second},
+			{"OpenFor under the default MinOpenFor", 0, 500 * time.Millisecond, 500 * time.Millisecond, 500 * time.Millisecond},
+		} {
+			s := startIdP(t)
+			h := newClient(t, guard.Options{MaxAttempts: 1, FailureThreshold: 1, MinOpenFor: tc.min, OpenFor: tc.max})
+			s.Fail(fakeidp.FailHTML(503), -1)
+			if _, err := h.c.ClientCredentials(context.Background(), appEP(s)); err == nil {
+				t.Fatal("want the 503")
+			}
+			if got := openTime(t, h, s); got != tc.want1st {
+				t.Errorf("%s: first open time = %s, want %s", tc.name, got, tc.want1st)
+			}
+			failProbe(t, h, s, tc.want1st)
+			if got := openTime(t, h, s); got != tc.want2d {
+				t.Errorf("%s: second open time = %s, want %s", tc.name, got, tc.want2d)
+			}
+		}
+	})
+
+	t.Run("a longer Retry-After is honoured, a shorter one does not shorten it", func(t *testing.T) {
+		s := startIdP(t)
+		h := newClient(t, guard.Options{MaxAttempts: 1, FailureThreshold: 1})
+		s.Fail(fakeidp.FailRetryAfter(503, 5), 1)
+		if _, err := h.c.ClientCredentials(context.Background(), appEP(s)); err == nil {
+			t.Fatal("want the 503")
+		}
+		if got := openTime(t, h, s); got != 5*time.Second {
+			t.Fatalf("open time with Retry-After 5 = %s, want 5s", got)
+		}
+		h.clock.Advance(5*time.Second - time.Millisecond)
+		if st := h.c.State(s.V2TokenURL()); st != guard.StateOpen {
+			t.Fatalf("state just before the Retry-After = %s, want open", st)
+		}
+		// The IdP's wait is a floor for one opening; the doubling counts
+		// openings.
+		s.Fail(fakeidp.FailHTML(503), 1)
+		failProbe(t, h, s, time.Millisecond)
+		if got := openTime(t, h, s); got != 2*time.Second {
+			t.Fatalf("open time after a failed probe = %s, want 2s", got)
+		}
+		s.Fail(fakeidp.FailRetryAfter(503, 1), 1)
+		failProbe(t, h, s, 2*time.Second)
+		if got := openTime(t, h, s); got != 4*time.Second {
+			t.Fatalf("open time after a probe with Retry-After 1 = %s, want 4s", got)
+		}
+	})
 }
