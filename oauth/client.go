@@ -66,6 +66,13 @@ func NewClient(hc *http.Client, timeout time.Duration) *Client {
 	return &Client{hc: hc, timeout: timeout, now: time.Now}
 }
 
+// Timeout returns the bound on one call that NewClient was given, or
+// DefaultTimeout. A ctx deadline sooner than that ends a call sooner: a call
+// never outlives its ctx. A client in front of c that makes several calls
+// for one request (guard) can therefore bound them all by Timeout with one
+// ctx deadline, and each call gets only what is left of it.
+func (c *Client) Timeout() time.Duration { return c.timeout }
+
 func defaultHTTPClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSHandshakeTimeout = 10 * time.Second

@@ -398,6 +398,54 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
+// deadlineOf is an http.RoundTripper that records the deadline of the
+// request and fails it, without a network.
+type deadlineOf struct {
+	got time.Time
+	ok  bool
+}
+
+func (d *deadlineOf) RoundTrip(req *http.Request) (*http.Response, error) {
+	d.got, d.ok = req.Context().Deadline()
+	return nil, errors.New("not sent")
+}
+
+// A guard bounds its retries by one ctx deadline of Timeout; that only
+// works if a call takes the sooner of its ctx's deadline and its own
+// timeout, never a full timeout of its own on top.
+func TestTimeoutAndCallerDeadline(t *testing.T) {
+	if got := NewClient(nil, 0).Timeout(); got != DefaultTimeout {
+		t.Errorf("Timeout() with none given = %s, want %s", got, DefaultTimeout)
+	}
+	ep := Endpoint{TokenURL: "https://login.example/t/oauth2/v2.0/token"}
+	for _, tc := range []struct {
+		name            string
+		timeout, caller time.Duration
+	}{
+		{"caller's deadline sooner", time.Hour, time.Minute},
+		{"timeout sooner", time.Minute, time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := &deadlineOf{}
+			c := NewClient(&http.Client{Transport: rt}, tc.timeout)
+			if c.Timeout() != tc.timeout {
+				t.Errorf("Timeout() = %s, want %s", c.Timeout(), tc.timeout)
+			}
+			before := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), tc.caller)
+			defer cancel()
+			c.ClientCredentials(ctx, ep)
+			after := time.Now()
+			want := min(tc.timeout, tc.caller)
+			// The deadline is computed, so only the moments around the
+			// call bound it: no sleeping, no flakiness.
+			if !rt.ok || rt.got.Before(before.Add(want)) || rt.got.After(after.Add(want)) {
+				t.Errorf("request deadline %v (set %t), want %s after the call", rt.got, rt.ok, want)
+			}
+		})
+	}
+}
+
 func TestTimeoutWhileReadingBody(t *testing.T) {
 	block := make(chan struct{})
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
