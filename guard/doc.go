@@ -11,9 +11,14 @@
 //     load on the IdP.
 //   - Exponential backoff with full jitter between attempts, so callers that
 //     failed together do not retry together; a Retry-After from the IdP
-//     replaces the backoff. A wait that would outlive the caller's deadline is
+//     replaces the backoff. A wait that would outlive the call's deadline is
 //     not started: the caller gets the error at once and can fall back on a
 //     cached token or answer 503 quickly, rather than hang.
+//   - One deadline for a whole call: every attempt, backoff and wait for a
+//     slot ends by the sooner of the caller's ctx deadline and the
+//     oauth.Client's Timeout (IDP_TIMEOUT) from the start of the call. Each
+//     attempt gets what is left of it, so an IdP that hangs costs a caller
+//     one Timeout and a 503, not one Timeout per attempt.
 //   - A limit on concurrent calls to one token endpoint, so that many tokens
 //     expiring together (a refresh storm) queue here instead of at the IdP.
 //   - A circuit breaker: after FailureThreshold consecutive temporary

@@ -41,7 +41,8 @@ type Options struct {
 	// does not bound a wait the IdP asked for with Retry-After.
 	MaxBackoff time.Duration
 	// MaxConcurrent is how many calls may be in flight to one token endpoint
-	// at once; further callers wait for a slot, or until their ctx ends.
+	// at once; further callers wait for a slot, but no longer than their
+	// call's deadline (see Client.Password).
 	// It keeps a refresh storm from becoming a storm at the IdP. Default
 	// DefaultMaxConcurrent (8).
 	MaxConcurrent int
@@ -152,13 +153,16 @@ func New(c *oauth.Client, o Options) *Client {
 	return &Client{oc: c, opts: o.withDefaults(), eps: map[string]*endpoint{}}
 }
 
-// Password runs the password grant through the guard. Errors are those of
+// Password runs the password grant through the guard. The whole of it,
+// every attempt, backoff and wait for a slot, ends by the sooner of ctx's
+// deadline and the oauth.Client's Timeout from now. Errors are those of
 // oauth.Client.Password (after up to MaxAttempts calls, the last one's); a
 // *CircuitOpenError when the endpoint's breaker is open before the first
-// call; or, when ctx ended while waiting for a free slot before any call, an
-// error wrapping ctx.Err(). Once a call has failed, retries that cannot be
-// made (breaker opened, deadline too near, ctx ended) end with that call's
-// error, as the IdP's own answer (and its Retry-After) says the most.
+// call; or, when ctx ended or that deadline passed while waiting for a free
+// slot before any call, an error wrapping the context's error. Once a call
+// has failed, retries that cannot be made (breaker opened, deadline too
+// near, ctx ended) end with that call's error, as the IdP's own answer (and
+// its Retry-After) says the most.
 func (c *Client) Password(ctx context.Context, ep oauth.Endpoint, username string, password tokenbroker.Secret) (*oauth.Token, error) {
 	if username == "" { // refused before any call: nothing to guard
 		return c.oc.Password(ctx, ep, username, password)
@@ -240,6 +244,13 @@ func (c *Client) do(ctx context.Context, ep oauth.Endpoint, grant string, call f
 		// before any call; it must not get an entry or a breaker.
 		return call(ctx)
 	}
+	// One deadline for the whole call, retries, backoffs and the wait for a
+	// slot included: a hung IdP must cost a caller one IDP_TIMEOUT, not one
+	// per attempt. A caller's sooner deadline wins. oauth.Client bounds
+	// each attempt by the sooner of this and its own timeout, so an
+	// attempt gets what is left, never a timeout of its own on top.
+	ctx, cancel := context.WithTimeout(ctx, c.oc.Timeout())
+	defer cancel()
 	e := c.endpoint(key)
 	var lastErr error
 	for attempt := 0; ; attempt++ {

@@ -127,9 +127,15 @@ type harness struct {
 // the harness's Now, Sleep and OnAttempt.
 func newClient(t testing.TB, o guard.Options) *harness {
 	t.Helper()
+	return newClientOver(t, oauth.NewClient(nil, 5*time.Second), o)
+}
+
+// newClientOver is newClient over oc.
+func newClientOver(t testing.TB, oc *oauth.Client, o guard.Options) *harness {
+	t.Helper()
 	h := &harness{clock: &clock{t: time.Unix(1_700_000_000, 0)}, sleeps: &sleeper{}, att: &attempts{}}
 	o.Now, o.Sleep, o.OnAttempt = h.clock.Now, h.sleeps.Sleep, h.att.OnAttempt
-	h.c = guard.New(oauth.NewClient(nil, 5*time.Second), o)
+	h.c = guard.New(oc, o)
 	return h
 }
 
