@@ -102,7 +102,7 @@ func (b *Broker) connect() error {
 	if url == "" {
 		var err error
 		if b.server, err = messaging.StartEmbedded(messaging.EmbeddedOptions{
-			Listen: cfg.NATSListen, ConfigFile: cfg.NATSConfig,
+			Listen: cfg.NATSListen, ConfigFile: cfg.NATSConfig, AllowNoAuth: cfg.NATSAllowNoAuth,
 			JetStream: cfg.Key != nil, StoreDir: cfg.DataDir, Logger: b.log,
 		}); err != nil {
 			return err

@@ -57,6 +57,13 @@ type Config struct {
 	DataDir       string // DATA_DIR: JetStream storage of the embedded server
 	NATSConfig    string // NATS_CONFIG: nats-server configuration file for the embedded server
 
+	// NATSAllowNoAuth is NATS_ALLOW_NO_AUTH: the embedded NATS server may
+	// listen beyond loopback without authentication. Without it such a
+	// server refuses to start (messaging.StartEmbedded decides, since only
+	// it sees NATS_CONFIG's own listen and authorization), because every
+	// client that reached it could read the passwords sent on token.request.
+	NATSAllowNoAuth bool
+
 	// Key is the decoded TOKENBROKER_KEY (or the contents of
 	// TOKENBROKER_KEY_FILE): exactly KeySize bytes, or nil when unset.
 	// With it the broker keeps token state, encrypted, in JetStream.

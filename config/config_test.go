@@ -192,6 +192,37 @@ func TestFlagBeatsEnv(t *testing.T) {
 	}
 }
 
+// NATS_ALLOW_NO_AUTH is a boolean flag: given alone it means true, and the
+// flag wins over the variable either way.
+func TestAllowNoAuth(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  env
+		want bool
+	}{
+		{"default", nil, env{}, false},
+		{"variable", nil, env{"NATS_ALLOW_NO_AUTH": "true"}, true},
+		{"variable in capitals", nil, env{"NATS_ALLOW_NO_AUTH": "TRUE"}, true},
+		{"variable off", nil, env{"NATS_ALLOW_NO_AUTH": "false"}, false},
+		{"bare flag", []string{"--nats-allow-no-auth"}, env{}, true},
+		{"bare flag before another", []string{"--nats-allow-no-auth", "--nats-listen", "0.0.0.0:4222"}, env{}, true},
+		{"flag off beats variable", []string{"--nats-allow-no-auth=false"}, env{"NATS_ALLOW_NO_AUTH": "true"}, false},
+		{"flag on beats variable", []string{"--nats-allow-no-auth=true"}, env{"NATS_ALLOW_NO_AUTH": "false"}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, rest, err := load(t, tc.args, tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.NATSAllowNoAuth != tc.want || len(rest) != 0 {
+				t.Errorf("NATSAllowNoAuth = %v (arguments left %q), want %v", c.NATSAllowNoAuth, rest, tc.want)
+			}
+		})
+	}
+}
+
 func TestEmptyHTTPAddrDisables(t *testing.T) {
 	tests := []struct {
 		name string
@@ -319,6 +350,8 @@ func TestValidationErrors(t *testing.T) {
 		{"http addr", nil, env{"HTTP_ADDR": "localhost"}, []string{"HTTP_ADDR (--http-addr)", `"localhost"`}},
 		{"nats listen empty", nil, env{"NATS_LISTEN": ""}, []string{"NATS_LISTEN (--nats-listen)"}},
 		{"nats listen bad", nil, env{"NATS_LISTEN": "4222"}, []string{"NATS_LISTEN (--nats-listen)"}},
+		{"allow no auth not a boolean", nil, env{"NATS_ALLOW_NO_AUTH": "maybe"}, []string{`NATS_ALLOW_NO_AUTH (--nats-allow-no-auth): "maybe" is not true or false`}},
+		{"allow no auth flag not a boolean", []string{"--nats-allow-no-auth=yes"}, env{}, []string{"NATS_ALLOW_NO_AUTH (--nats-allow-no-auth)", `"yes"`}},
 		{"data dir empty", nil, env{"DATA_DIR": ""}, []string{"DATA_DIR (--data-dir)"}},
 		{"client secret file unreadable", nil, env{"CLIENT_SECRET_FILE": "$DIR/missing"}, []string{"CLIENT_SECRET_FILE (--client-secret-file)", "/missing", "cannot read"}},
 		{"client secret file flag unreadable", []string{"--client-secret-file", "$DIR/missing"}, env{}, []string{"CLIENT_SECRET_FILE (--client-secret-file)", "/missing"}},
@@ -670,6 +703,10 @@ func TestHelpListsEverySetting(t *testing.T) {
 		if s.Secret && s.Flag != "" {
 			t.Errorf("secret %s has a value flag --%s", s.Env, s.Flag)
 		}
+	}
+	// A boolean flag takes no argument, so its line names none.
+	if !strings.Contains(help, "  --nats-allow-no-auth\n") {
+		t.Errorf("--help does not list --nats-allow-no-auth without an argument:\n%s", help)
 	}
 	for _, secret := range []string{"client-secret", "key", "nats-password", "nats-token"} {
 		if strings.Contains(help, "--"+secret+" ") {

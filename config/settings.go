@@ -39,6 +39,9 @@ type Setting struct {
 	// Secret reports that the value is a secret: it has no value flag and
 	// never appears in errors.
 	Secret bool
+	// Bool reports that the setting is true or false, and its flag a
+	// boolean flag: --name alone means true, --name=false false.
+	Bool bool
 
 	// apply parses v and stores it in c. Its error is a message without the
 	// setting's name; for a secret it must not contain v.
@@ -126,6 +129,9 @@ var settings = []Setting{
 	{Env: "NATS_CONFIG", Flag: "nats-config",
 		Usage: "nats-server configuration `file` for the embedded server (accounts, users, permissions, TLS)",
 		apply: func(c *Config, v string) error { c.NATSConfig = v; return nil }},
+	{Env: "NATS_ALLOW_NO_AUTH", Flag: "nats-allow-no-auth", Default: "false", Bool: true,
+		Usage: "let the embedded NATS server listen beyond loopback without authentication, though any client that reaches it could then read the passwords sent on token.request",
+		apply: func(c *Config, v string) (err error) { c.NATSAllowNoAuth, err = parseBool(v); return err }},
 	{Env: "NATS_CREDS", Flag: "nats-creds",
 		Usage: "NATS user credentials `file` (JWT and nkey seed) for an external NATS",
 		apply: func(c *Config, v string) error { c.NATSCreds = v; return nil }},
@@ -250,11 +256,30 @@ func Register(fs *flag.FlagSet) *Flags {
 		if s.Secret {
 			def = ""
 		}
-		fs.StringVar(p, name, def, s.flagUsage())
+		if s.Bool {
+			*p = def
+			fs.Var(boolFlag{p}, name, s.flagUsage())
+		} else {
+			fs.StringVar(p, name, def, s.flagUsage())
+		}
 		f.values[name] = p
 	}
 	return f
 }
+
+// boolFlag is a boolean flag that keeps its value as the string given, so
+// that the setting's apply parses it, and its error names the setting, like
+// every other setting's.
+type boolFlag struct{ p *string }
+
+func (b boolFlag) String() string {
+	if b.p == nil {
+		return ""
+	}
+	return *b.p
+}
+func (b boolFlag) Set(v string) error { *b.p = v; return nil }
+func (b boolFlag) IsBoolFlag() bool   { return true }
 
 // Resolve builds the Config from the flags set on the command line (call it
 // after parsing the FlagSet; before, it sees no flags), the environment read
@@ -503,6 +528,16 @@ func parseTimeout(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q must be greater than zero", v)
 	}
 	return d, nil
+}
+
+// parseBool parses true or false (and 1, 0, t, f in any case, as
+// strconv.ParseBool does).
+func parseBool(v string) (bool, error) {
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		return false, fmt.Errorf("%q is not true or false", v)
+	}
+	return b, nil
 }
 
 // decodeKey decodes base64 (standard or URL alphabet, padded or not) of

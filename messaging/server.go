@@ -1,11 +1,13 @@
 package messaging
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -30,6 +32,12 @@ type EmbeddedOptions struct {
 	// for the broker's durable token state.
 	JetStream bool
 	StoreDir  string
+	// AllowNoAuth lets the server listen beyond loopback although nothing
+	// authenticates its clients (NATS_ALLOW_NO_AUTH). Without it,
+	// StartEmbedded refuses to start such a server: every client that
+	// reached it could subscribe to token.request and read the passwords
+	// callers send there.
+	AllowNoAuth bool
 	// Logger receives the server's warnings and errors (a refused login, a
 	// slow consumer) at Warn and Error, and its notices at Debug; nil
 	// discards them.
@@ -46,6 +54,9 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 			return nil, fmt.Errorf("messaging: NATS_CONFIG %s: %w", o.ConfigFile, err)
 		}
 	}
+	// Where the client listener's host comes from, for the refusal below:
+	// NATS_CONFIG's listen wins over NATS_LISTEN.
+	hostFromConfig := opts.Host != ""
 	if o.Listen != "" {
 		host, port, err := net.SplitHostPort(o.Listen)
 		if err != nil {
@@ -83,6 +94,20 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("messaging: embedded NATS server: %w", err)
 	}
+	// Judged on the server built, not yet started, so that nothing has
+	// listened yet, and so that what the server itself made of
+	// NATS_CONFIG counts: a file with users for the system account only
+	// gets an implicit user that lets anyone into the others.
+	if !loopbackHost(opts.Host) && !authenticatesClients(s, opts) {
+		if !o.AllowNoAuth {
+			s.Shutdown()
+			return nil, exposedError(o, opts.Host, hostFromConfig)
+		}
+		if o.Logger != nil {
+			o.Logger.Warn("the embedded NATS server listens beyond loopback and does not authenticate clients (NATS_ALLOW_NO_AUTH): any client that reaches it can read the passwords sent on token.request",
+				"host", opts.Host)
+		}
+	}
 	if o.Logger != nil {
 		s.SetLoggerV2(serverLogger{o.Logger.With("component", "nats-server")}, false, false, false)
 	}
@@ -96,6 +121,47 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		return nil, errors.New("messaging: embedded NATS server did not start (is the NATS_LISTEN port in use?)")
 	}
 	return s, nil
+}
+
+// loopbackHost reports whether a listener on host is reachable from this
+// machine only: localhost, 127.0.0.0/8 or ::1. Anything else, a host name
+// included (it may resolve anywhere), and the empty host (every interface),
+// is beyond loopback.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// authenticatesClients reports whether s, built from opts, makes every client
+// prove who it is before it may publish or subscribe: the server requires
+// authentication (users, nkeys, a user and password, a token, operator
+// JWTs: what NATS_CONFIG's authorization and accounts give), with no
+// no_auth_user that lets clients which present nothing in anyway; or TLS
+// verifies client certificates.
+func authenticatesClients(s *server.Server, opts *server.Options) bool {
+	// As NewServer decides that TLS verifies clients: a config file's
+	// verify: true shows only in the TLS configuration it built.
+	if opts.TLSVerify || (opts.TLSConfig != nil && opts.TLSConfig.ClientAuth == tls.RequireAndVerifyClientCert) {
+		return true
+	}
+	v, err := s.Varz(nil)
+	return err == nil && v.AuthRequired && opts.NoAuthUser == ""
+}
+
+// exposedError is the refusal of a server beyond loopback that does not
+// authenticate clients, on one line, naming the address's setting and the
+// ways out.
+func exposedError(o EmbeddedOptions, host string, hostFromConfig bool) error {
+	where := fmt.Sprintf("NATS_LISTEN %q", o.Listen)
+	if hostFromConfig {
+		where = fmt.Sprintf("NATS_CONFIG %s listens on %q (its listen wins over NATS_LISTEN), which", o.ConfigFile, host)
+	}
+	return fmt.Errorf("messaging: %s is beyond loopback and the embedded NATS server does not authenticate clients, "+
+		"so any client that reaches it could read the passwords sent on token.request: "+
+		"listen on loopback, define authorization in NATS_CONFIG, or set NATS_ALLOW_NO_AUTH=true (--nats-allow-no-auth) to accept it", where)
 }
 
 // ConnectOptions says how the broker authenticates to NATS. Secrets are

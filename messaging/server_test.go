@@ -1,12 +1,15 @@
 package messaging_test
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"github.com/tokenbroker/tokenbroker/messaging"
 )
@@ -35,5 +38,159 @@ func TestEmbeddedServerLogsRefusedLogins(t *testing.T) {
 	})
 	if strings.Contains(logs.String(), "wrong-password-456") || strings.Contains(logs.String(), "right-password-123") {
 		t.Fatalf("a password in the server's log:\n%s", logs.String())
+	}
+}
+
+// writeNATSConfig writes a nats-server configuration file for one test.
+func writeNATSConfig(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// tlsBlock writes a CA and a server certificate it signs, and returns the
+// tls block of a nats-server configuration that uses them.
+func tlsBlock(t *testing.T, verify bool) string {
+	t.Helper()
+	ca := testkit.NewCertificate(t, testkit.CertOptions{IsCA: true})
+	serverCert := testkit.NewCertificate(t, testkit.CertOptions{Issuer: ca})
+	dir := t.TempDir()
+	caFile, _ := ca.WriteFiles(t, dir, "ca")
+	certFile, keyFile := serverCert.WriteFiles(t, dir, "server")
+	return fmt.Sprintf("tls { cert_file: %q, key_file: %q, ca_file: %q, verify: %t }\n", certFile, keyFile, caFile, verify)
+}
+
+// An embedded server beyond loopback that lets any client in would hand the
+// passwords on token.request to whoever reaches it: it does not start, and
+// says why on one line. The refusal comes before the server listens, so
+// these addresses are never bound.
+func TestEmbeddedServerBeyondLoopbackNeedsAuthentication(t *testing.T) {
+	tests := []struct {
+		name, listen, config string
+		says                 []string
+	}{
+		{name: "every IPv4 interface", listen: "0.0.0.0:0", says: []string{`NATS_LISTEN "0.0.0.0:0"`}},
+		{name: "every interface, empty host", listen: ":0", says: []string{`NATS_LISTEN ":0"`}},
+		{name: "every IPv6 interface", listen: "[::]:0", says: []string{`NATS_LISTEN "[::]:0"`}},
+		{name: "one address", listen: "192.0.2.10:0", says: []string{`NATS_LISTEN "192.0.2.10:0"`}},
+		{name: "a host name", listen: "tokenbroker.example:0", says: []string{`NATS_LISTEN "tokenbroker.example:0"`}},
+		{name: "a config without authorization", listen: "0.0.0.0:0", config: "max_payload: 1MB\n",
+			says: []string{`NATS_LISTEN "0.0.0.0:0"`}},
+		{name: "a config's own listen", listen: "127.0.0.1:0", config: "listen: 0.0.0.0:4222\n",
+			says: []string{"NATS_CONFIG", `listens on "0.0.0.0"`, "wins over NATS_LISTEN"}},
+		{name: "a config's own host", listen: "127.0.0.1:0", config: "host: 0.0.0.0\n",
+			says: []string{"NATS_CONFIG", `listens on "0.0.0.0"`}},
+		{name: "accounts without users", listen: "0.0.0.0:0", config: "accounts { APP: {} }\n",
+			says: []string{`NATS_LISTEN "0.0.0.0:0"`}},
+		// TLS alone encrypts; it proves nothing about the client.
+		{name: "TLS that does not verify clients", listen: "0.0.0.0:0", config: tlsBlock(t, false),
+			says: []string{`NATS_LISTEN "0.0.0.0:0"`}},
+		// no_auth_user lets a client that presents nothing in as that user.
+		{name: "users and no_auth_user", listen: "0.0.0.0:0",
+			config: "authorization { users: [ { user: broker, password: pw-1234567890 } ] }\nno_auth_user: broker\n",
+			says:   []string{`NATS_LISTEN "0.0.0.0:0"`}},
+		// Users of the system account only: the server adds a user of its
+		// own that lets anyone into the global account, token.request's.
+		{name: "users of the system account only", listen: "0.0.0.0:0",
+			config: "accounts { SYS: { users: [ { user: admin, password: pw-1234567890 } ] } }\nsystem_account: SYS\n",
+			says:   []string{`NATS_LISTEN "0.0.0.0:0"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := messaging.EmbeddedOptions{Listen: tc.listen}
+			if tc.config != "" {
+				o.ConfigFile = writeNATSConfig(t, tc.config)
+			}
+			s, err := messaging.StartEmbedded(o)
+			if err == nil {
+				s.Shutdown()
+				t.Fatalf("started on %s without authentication", s.ClientURL())
+			}
+			msg := err.Error()
+			for _, want := range append(tc.says, "beyond loopback", "NATS_ALLOW_NO_AUTH=true (--nats-allow-no-auth)") {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not say %q", msg, want)
+				}
+			}
+			if strings.ContainsAny(msg, "\r\n") || strings.Contains(msg, "pw-1234567890") {
+				t.Errorf("error is not one line, or holds a password: %q", msg)
+			}
+		})
+	}
+}
+
+// What may start: loopback whatever the authentication, and beyond it a
+// server that authenticates every client or an explicit NATS_ALLOW_NO_AUTH.
+// Beyond loopback the test listens on 192.0.2.10 (TEST-NET-1), no address
+// of this host: a server let through fails only there, on binding, so the
+// test never opens a port beyond loopback.
+func TestEmbeddedServerThatMayStart(t *testing.T) {
+	tests := []struct {
+		name, config string
+		allow        bool
+	}{
+		{name: "a user and password", config: "authorization { user: broker, password: pw-1234567890 }\n"},
+		{name: "a token", config: "authorization { token: tok-1234567890 }\n"},
+		{name: "users", config: "authorization { users: [ { user: broker, password: pw-1234567890 } ] }\n"},
+		{name: "nkeys", config: "authorization { users: [ { nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4 } ] }\n"},
+		{name: "accounts with users", config: "accounts { APP: { users: [ { user: broker, password: pw-1234567890 } ] } }\n"},
+		{name: "TLS that verifies clients", config: tlsBlock(t, true)},
+		{name: "NATS_ALLOW_NO_AUTH", allow: true},
+		{name: "NATS_ALLOW_NO_AUTH with a config", config: "max_payload: 1MB\n", allow: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := &testkit.LogBuffer{}
+			o := messaging.EmbeddedOptions{Listen: "192.0.2.10:0", AllowNoAuth: tc.allow, ReadyTimeout: 100 * time.Millisecond, Logger: logs.Logger()}
+			if tc.config != "" {
+				o.ConfigFile = writeNATSConfig(t, tc.config)
+			}
+			s, err := messaging.StartEmbedded(o)
+			if err == nil {
+				s.Shutdown() // 192.0.2.10 is an address of this host after all
+				return
+			}
+			if strings.Contains(err.Error(), "beyond loopback") || !strings.Contains(err.Error(), "did not start") {
+				t.Fatalf("refused: %v", err)
+			}
+			// Allowed without authentication, it is said at start-up.
+			if warned := strings.Contains(logs.String(), "NATS_ALLOW_NO_AUTH"); warned != tc.allow {
+				t.Errorf("warned about NATS_ALLOW_NO_AUTH: %v, want %v\n%s", warned, tc.allow, logs.String())
+			}
+		})
+	}
+	for _, listen := range []string{"127.0.0.1:0", "localhost:0", "[::1]:0"} {
+		t.Run(listen, func(t *testing.T) {
+			if strings.HasPrefix(listen, "[::1]") {
+				l, err := net.Listen("tcp", listen)
+				if err != nil {
+					t.Skipf("no IPv6 loopback here: %v", err)
+				}
+				l.Close()
+			}
+			logs := &testkit.LogBuffer{}
+			s, err := messaging.StartEmbedded(messaging.EmbeddedOptions{Listen: listen, Logger: logs.Logger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Shutdown()
+			if strings.Contains(logs.String(), "NATS_ALLOW_NO_AUTH") {
+				t.Errorf("warned about loopback:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// The broker hands NATS_LISTEN to the check and stops there: start-up fails
+// with the one line, before anything else is started.
+func TestBrokerRefusesAnEmbeddedServerOpenToAll(t *testing.T) {
+	cfg := config.Defaults()
+	cfg.NATSListen, cfg.HTTPAddr = "0.0.0.0:0", ""
+	err := startRefused(t, cfg)
+	if msg := err.Error(); !strings.Contains(msg, `NATS_LISTEN "0.0.0.0:0"`) || !strings.Contains(msg, "NATS_ALLOW_NO_AUTH") {
+		t.Fatalf("got %q, want the refusal naming NATS_LISTEN and NATS_ALLOW_NO_AUTH", msg)
 	}
 }
