@@ -255,6 +255,10 @@ func (b *Broker) startHTTP() error {
 	h := httpapi.NewHandler(httpapi.Options{
 		Service: b.router, Metrics: b.metrics, Ready: b.Ready,
 		RequestTimeout: b.cfg.RequestTimeout, Logger: b.log,
+		// HTTP_ADDR's host is one of the gateway's own names when it is
+		// a name; httpapi ignores a wildcard address.
+		// TODO: append HTTP_ALLOWED_HOSTS once config has the setting.
+		AllowedHosts: []string{b.cfg.HTTPAddr},
 	})
 	b.http = httpapi.NewServer(b.cfg.HTTPAddr, h)
 	addr, err := b.http.Start(b.cfg.HTTPTLSCert, b.cfg.HTTPTLSKey)

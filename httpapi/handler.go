@@ -4,8 +4,16 @@
 //
 // Every answer of /requesttoken is JSON with the contract's field names and a
 // real HTTP status: 200 with the encoded Reply, or the Error's code (400, 401,
-// 404, 413, 502, 503, 504, 500) with {"error": ..., "error_description": ...}.
-// The gateway never logs or labels a username, a password or a token.
+// 404, 413, 429, 502, 503, 504, 500) or the gateway's own refusal (415, 421)
+// with {"error": ..., "error_description": ...}. The gateway never logs or
+// labels a username, a password or a token.
+//
+// The gateway authenticates no one, so it must not serve a web page that
+// happens to run in a browser able to reach it. /requesttoken and /metrics
+// answer only requests whose Host is one of the gateway's own (see
+// Options.AllowedHosts), which defeats DNS rebinding, and /requesttoken
+// takes only application/json bodies, which a cross-site page cannot send
+// without a CORS preflight that the gateway never grants.
 package httpapi
 
 import (
@@ -14,8 +22,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
@@ -41,6 +52,17 @@ type Options struct {
 	// RequestTimeout bounds how long /requesttoken waits for the Service;
 	// after it the caller gets a 504. Zero means DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// AllowedHosts are the Host values, besides the gateway's own, that
+	// /requesttoken and /metrics answer (HTTP_ALLOWED_HOSTS): the names
+	// callers reach the gateway by, such as a Kubernetes Service's.
+	// Always answered are the loopback names (localhost, 127.0.0.1, ::1)
+	// and the address the request's connection arrived on, which is the
+	// listen address or, behind a wildcard one, the interface address a
+	// probe or scraper used. Entries are compared case-insensitively
+	// without their port, so the listen address (HTTP_ADDR) may be given
+	// as it is; wildcard addresses (0.0.0.0, ::) are ignored. Any other
+	// Host gets a 421 before the body is read.
+	AllowedHosts []string
 	// Logger gets one Debug line per request (method, path, status,
 	// duration) and nothing about its content. Nil discards.
 	Logger *slog.Logger
@@ -51,6 +73,7 @@ type Options struct {
 // the same JSON error bodies as everything else.
 type handler struct {
 	svc     tokenbroker.Service
+	allowed map[string]struct{} // normalised AllowedHosts
 	metrics *metrics.Metrics
 	ready   func() error
 	timeout time.Duration
@@ -64,7 +87,17 @@ func NewHandler(o Options) http.Handler {
 	if o.Service == nil {
 		panic("httpapi: NewHandler without a Service")
 	}
-	h := &handler{svc: o.Service, metrics: o.Metrics, ready: o.Ready, timeout: o.RequestTimeout, log: o.Logger}
+	h := &handler{svc: o.Service, metrics: o.Metrics, ready: o.Ready, timeout: o.RequestTimeout, log: o.Logger,
+		allowed: make(map[string]struct{}, len(o.AllowedHosts))}
+	for _, a := range o.AllowedHosts {
+		host := hostName(strings.TrimSpace(a))
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			// A wildcard listen address names no host: a Host of
+			// 0.0.0.0 is not how anyone should address the gateway.
+			continue
+		}
+		h.allowed[host] = struct{}{}
+	}
 	if h.timeout <= 0 {
 		h.timeout = DefaultRequestTimeout
 	}
@@ -101,12 +134,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.URL.Path {
 	case PathRequestToken:
+		if !h.hostAllowed(w, r) {
+			return
+		}
 		// The original helper accepted GET with a JSON body too.
 		if r.Method != http.MethodPost && r.Method != http.MethodGet {
 			methodNotAllowed(w, "GET, POST")
 			return
 		}
 		h.requestToken(w, r)
+	// /healthz and /readyz skip the Host check: probes address the
+	// gateway by whatever name or address the platform uses, and the
+	// answers tell nothing about tokens or credentials.
 	case PathHealthz:
 		if get(w, r) {
 			writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
@@ -116,7 +155,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.readyz(w)
 		}
 	case PathMetrics:
-		if !get(w, r) {
+		// Behind the Host check too: what the broker serves and how
+		// often is nothing for a rebinding page to read.
+		if !h.hostAllowed(w, r) || !get(w, r) {
 			return
 		}
 		if h.metrics == nil {
@@ -127,6 +168,64 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		notFound(w)
 	}
+}
+
+// hostAllowed answers 421 to a request whose Host is not one of the
+// gateway's own and reports whether the request may go on. A page that
+// rebinds its own name to the gateway's address is same-origin with it in
+// the browser, but its requests still carry that name as their Host.
+func (h *handler) hostAllowed(w http.ResponseWriter, r *http.Request) bool {
+	host := hostName(r.Host)
+	if host == "localhost" {
+		return true
+	}
+	if _, ok := h.allowed[host]; ok {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if ip.IsLoopback() {
+			return true
+		}
+		// No DNS name is involved in reaching an address, so no page
+		// can rebind it: the one the connection arrived on is the
+		// gateway's own.
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok && a.IP.Equal(ip) {
+			return true
+		}
+	}
+	// The Host is not echoed: it is the attacker's text.
+	writeJSON(w, http.StatusMisdirectedRequest, tokenbroker.EncodeError(tokenbroker.Errorf(
+		http.StatusMisdirectedRequest, tokenbroker.OAuthInvalidRequest,
+		"this gateway does not answer for the Host of this request; address it as localhost or add the name to HTTP_ALLOWED_HOSTS")))
+	return false
+}
+
+// hostName is the host of a Host header or an AllowedHosts entry: without
+// port or IPv6 brackets, in lower case and without the trailing dot of a
+// fully qualified name, so that two spellings of one name compare equal.
+func hostName(hostport string) string {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1] // an IPv6 address without port
+	}
+	return strings.TrimSuffix(strings.ToLower(host), ".")
+}
+
+// jsonBody reports whether the request says its body is JSON in UTF-8, the
+// only encoding JSON has (RFC 8259). HTML forms and no-CORS fetches can only
+// send text/plain, application/x-www-form-urlencoded and multipart/form-data
+// across sites; anything else needs a preflight the gateway never grants.
+func jsonBody(r *http.Request) bool {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	// Another charset would be decoded as UTF-8 anyway, turning a
+	// password's non-ASCII letters into U+FFFD: refuse it plainly.
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8")
 }
 
 // get answers 405 to anything but GET or HEAD and reports whether the
@@ -164,6 +263,15 @@ func (h *handler) requestToken(w http.ResponseWriter, r *http.Request) {
 	// that a retry would change.
 	w.Header().Set("Cache-Control", "no-store")
 
+	if !jsonBody(r) {
+		// Before reading the body: a cross-site form post is refused
+		// on its headers.
+		w.Header().Set("Accept", "application/json")
+		writeJSON(w, http.StatusUnsupportedMediaType, tokenbroker.EncodeError(tokenbroker.Errorf(
+			http.StatusUnsupportedMediaType, tokenbroker.OAuthInvalidRequest,
+			"the body must be JSON, sent with Content-Type: application/json")))
+		return
+	}
 	if r.ContentLength > tokenbroker.MaxRequestBytes {
 		// Known to be too large before reading a byte of it.
 		h.fail(w, tooLarge())
