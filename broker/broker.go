@@ -104,6 +104,7 @@ func (b *Broker) connect() error {
 		if b.server, err = messaging.StartEmbedded(messaging.EmbeddedOptions{
 			Listen: cfg.NATSListen, ConfigFile: cfg.NATSConfig, AllowNoAuth: cfg.NATSAllowNoAuth,
 			JetStream: cfg.Key != nil, StoreDir: cfg.DataDir, Logger: b.log,
+			SyncAlways: cfg.StateSyncAlways, SyncInterval: cfg.StateSyncInterval,
 		}); err != nil {
 			return err
 		}

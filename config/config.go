@@ -63,6 +63,14 @@ type Config struct {
 	// it sees NATS_CONFIG's own listen and authorization), because every
 	// client that reached it could read the passwords sent on token.request.
 	NATSAllowNoAuth bool
+	// StateSyncAlways and StateSyncInterval are STATE_SYNC: how the embedded
+	// server fsyncs JetStream writes, where the durable token state lives.
+	// StateSyncAlways syncs each write before it is acknowledged; a positive
+	// StateSyncInterval syncs that often; both zero leave it to NATS_CONFIG
+	// or the server's default (every 2 minutes), which can lose the newest
+	// writes, a rotated refresh token among them, in a host crash.
+	StateSyncAlways   bool
+	StateSyncInterval time.Duration
 
 	// Key is the decoded TOKENBROKER_KEY (or the contents of
 	// TOKENBROKER_KEY_FILE): exactly KeySize bytes, or nil when unset.
@@ -163,6 +171,7 @@ func (c *Config) Validate() error {
 		c.validateTimeouts,
 		c.validateLogging,
 		c.validateCredentials,
+		c.validateEmbedded,
 	} {
 		if err := check(); err != nil {
 			return err
@@ -336,6 +345,16 @@ func (c *Config) validateCredentials() error {
 			return invalidf(0, "%s: duplicate name", credentialLabel(cr.Name, i))
 		}
 		seen[cr.Name] = true
+	}
+	return nil
+}
+
+// validateEmbedded refuses a setting of the embedded NATS server when there
+// is none: STATE_SYNC with NATS_URL would promise durability that only the
+// external servers' own configuration can give.
+func (c *Config) validateEmbedded() error {
+	if c.NATSURL != "" && (c.StateSyncAlways || c.StateSyncInterval != 0) {
+		return settingErr("STATE_SYNC", "applies only to the embedded NATS server; with NATS_URL set, it is the NATS servers' own setting (jetstream { sync_interval: always })")
 	}
 	return nil
 }

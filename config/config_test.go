@@ -223,6 +223,32 @@ func TestAllowNoAuth(t *testing.T) {
 	}
 }
 
+func TestStateSync(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		env      env
+		always   bool
+		interval time.Duration
+	}{
+		{"default: the server's", nil, env{}, false, 0},
+		{"empty: the server's", nil, env{"STATE_SYNC": ""}, false, 0},
+		{"always", nil, env{"STATE_SYNC": "always"}, true, 0},
+		{"Always", nil, env{"STATE_SYNC": " Always "}, true, 0},
+		{"seconds", nil, env{"STATE_SYNC": "5"}, false, 5 * time.Second},
+		{"duration", nil, env{"STATE_SYNC": "500ms"}, false, 500 * time.Millisecond},
+		{"flag wins", []string{"--state-sync", "always"}, env{"STATE_SYNC": "1m"}, true, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustLoad(t, tc.args, tc.env)
+			if c.StateSyncAlways != tc.always || c.StateSyncInterval != tc.interval {
+				t.Errorf("StateSyncAlways, StateSyncInterval = %v, %v; want %v, %v", c.StateSyncAlways, c.StateSyncInterval, tc.always, tc.interval)
+			}
+		})
+	}
+}
+
 func TestEmptyHTTPAddrDisables(t *testing.T) {
 	tests := []struct {
 		name string
@@ -352,6 +378,10 @@ func TestValidationErrors(t *testing.T) {
 		{"nats listen bad", nil, env{"NATS_LISTEN": "4222"}, []string{"NATS_LISTEN (--nats-listen)"}},
 		{"allow no auth not a boolean", nil, env{"NATS_ALLOW_NO_AUTH": "maybe"}, []string{`NATS_ALLOW_NO_AUTH (--nats-allow-no-auth): "maybe" is not true or false`}},
 		{"allow no auth flag not a boolean", []string{"--nats-allow-no-auth=yes"}, env{}, []string{"NATS_ALLOW_NO_AUTH (--nats-allow-no-auth)", `"yes"`}},
+		{"state sync garbage", nil, env{"STATE_SYNC": "sometimes"}, []string{`STATE_SYNC (--state-sync): "sometimes" is not always`}},
+		{"state sync zero", nil, env{"STATE_SYNC": "0"}, []string{"STATE_SYNC (--state-sync)", "greater than zero"}},
+		{"state sync negative", []string{"--state-sync=-5s"}, env{}, []string{"STATE_SYNC (--state-sync)", "greater than zero"}},
+		{"state sync with an external NATS", nil, env{"STATE_SYNC": "always", "NATS_URL": "nats://nats-1:4222"}, []string{"STATE_SYNC (--state-sync)", "embedded NATS server", "NATS_URL"}},
 		{"data dir empty", nil, env{"DATA_DIR": ""}, []string{"DATA_DIR (--data-dir)"}},
 		{"client secret file unreadable", nil, env{"CLIENT_SECRET_FILE": "$DIR/missing"}, []string{"CLIENT_SECRET_FILE (--client-secret-file)", "/missing", "cannot read"}},
 		{"client secret file flag unreadable", []string{"--client-secret-file", "$DIR/missing"}, env{}, []string{"CLIENT_SECRET_FILE (--client-secret-file)", "/missing"}},
@@ -399,6 +429,7 @@ func TestValidateHandBuilt(t *testing.T) {
 			cr := config.Credential{Name: "a", TokenEndpoint: "https://x/t", ClientID: "c", Grant: "client_credentials", ClientSecret: "s"}
 			c.Credentials = []config.Credential{cr, cr}
 		}, `credential "a": duplicate name`},
+		{"state sync with NATS_URL", func(c *config.Config) { c.NATSURL, c.StateSyncInterval = "nats://nats-1:4222", time.Second }, "STATE_SYNC (--state-sync)"},
 		{"unnamed credential", func(c *config.Config) {
 			c.Credentials = []config.Credential{{TokenEndpoint: "https://x/t"}}
 		}, "credential #1: name is required"},
@@ -705,8 +736,8 @@ func TestHelpListsEverySetting(t *testing.T) {
 		}
 	}
 	// A boolean flag takes no argument, so its line names none.
-	if !strings.Contains(help, "  --nats-allow-no-auth\n") {
-		t.Errorf("--help does not list --nats-allow-no-auth without an argument:\n%s", help)
+	if !strings.Contains(help, "  --nats-allow-no-auth\n") || !strings.Contains(help, "  --state-sync always\n") {
+		t.Errorf("--help does not list --nats-allow-no-auth without an argument and --state-sync always:\n%s", help)
 	}
 	for _, secret := range []string{"client-secret", "key", "nats-password", "nats-token"} {
 		if strings.Contains(help, "--"+secret+" ") {

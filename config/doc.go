@@ -33,9 +33,15 @@
 // # Durations
 //
 // REFRESH_THRESHOLD (and refresh_threshold in the credentials file) is a whole
-// number of seconds, as in the original helper. IDP_TIMEOUT, REQUEST_TIMEOUT
-// and IDLE_TIMEOUT accept whole seconds ("30") or a Go duration ("10s",
-// "1500ms", "30m").
+// number of seconds, as in the original helper. IDP_TIMEOUT, REQUEST_TIMEOUT,
+// IDLE_TIMEOUT and LEASE_TTL accept whole seconds ("30") or a Go duration
+// ("10s", "1500ms", "30m"); so does STATE_SYNC, which also takes "always".
+//
+// # Booleans
+//
+// NATS_ALLOW_NO_AUTH is true or false (also 1, 0, t, f, in any case). Its
+// flag is a boolean flag: --nats-allow-no-auth alone means true, and
+// --nats-allow-no-auth=false turns off what the variable turned on.
 //
 // # Using it from a command
 //

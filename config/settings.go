@@ -132,6 +132,12 @@ var settings = []Setting{
 	{Env: "NATS_ALLOW_NO_AUTH", Flag: "nats-allow-no-auth", Default: "false", Bool: true,
 		Usage: "let the embedded NATS server listen beyond loopback without authentication, though any client that reaches it could then read the passwords sent on token.request",
 		apply: func(c *Config, v string) (err error) { c.NATSAllowNoAuth, err = parseBool(v); return err }},
+	{Env: "STATE_SYNC", Flag: "state-sync",
+		Usage: "how the embedded NATS server syncs JetStream writes (the durable token state) to disk: `always` (each write, before it is acknowledged) or every interval, in seconds or a Go duration; unset: the server's default, every 2 minutes",
+		apply: func(c *Config, v string) (err error) {
+			c.StateSyncAlways, c.StateSyncInterval, err = parseSync(v)
+			return err
+		}},
 	{Env: "NATS_CREDS", Flag: "nats-creds",
 		Usage: "NATS user credentials `file` (JWT and nkey seed) for an external NATS",
 		apply: func(c *Config, v string) error { c.NATSCreds = v; return nil }},
@@ -538,6 +544,30 @@ func parseBool(v string) (bool, error) {
 		return false, fmt.Errorf("%q is not true or false", v)
 	}
 	return b, nil
+}
+
+// parseSync parses STATE_SYNC: empty for the server's default, "always", or
+// a positive interval as parseTimeout takes it.
+func parseSync(v string) (always bool, interval time.Duration, err error) {
+	switch t := strings.TrimSpace(v); {
+	case t == "":
+		return false, 0, nil
+	case strings.EqualFold(t, "always"):
+		return true, 0, nil
+	}
+	interval, err = parseTimeout(v)
+	if err != nil && !looksLikeDuration(strings.TrimSpace(v)) {
+		err = fmt.Errorf("%q is not always, a number of seconds or a duration such as 10s", v)
+	}
+	return false, interval, err
+}
+
+// looksLikeDuration reports whether t is a number or a duration at all, so
+// that parseSync passes on parseTimeout's reason (zero, too large) for one.
+func looksLikeDuration(t string) bool {
+	_, ierr := strconv.ParseInt(t, 10, 64)
+	_, derr := time.ParseDuration(t)
+	return ierr == nil || derr == nil || errors.Is(ierr, strconv.ErrRange)
 }
 
 // decodeKey decodes base64 (standard or URL alphabet, padded or not) of

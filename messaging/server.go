@@ -32,6 +32,14 @@ type EmbeddedOptions struct {
 	// for the broker's durable token state.
 	JetStream bool
 	StoreDir  string
+	// SyncAlways makes JetStream fsync each write before it acknowledges
+	// it (STATE_SYNC=always); a positive SyncInterval fsyncs that often
+	// instead. Either one set wins over NATS_CONFIG's sync_interval; both
+	// zero leave it, or the server's default of every 2 minutes, under
+	// which a host crash (not a process crash) can lose writes already
+	// acknowledged: the newest rotated refresh token among them.
+	SyncAlways   bool
+	SyncInterval time.Duration
 	// AllowNoAuth lets the server listen beyond loopback although nothing
 	// authenticates its clients (NATS_ALLOW_NO_AUTH). Without it,
 	// StartEmbedded refuses to start such a server: every client that
@@ -85,6 +93,12 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 			opts.StoreDir = o.StoreDir
 		}
 	}
+	switch {
+	case o.SyncAlways:
+		opts.SyncAlways = true
+	case o.SyncInterval > 0:
+		opts.SyncAlways, opts.SyncInterval = false, o.SyncInterval
+	}
 	opts.NoSigs = true // the broker handles signals and shuts the server down itself
 	opts.NoLog = true
 	if opts.ServerName == "" {
@@ -119,6 +133,15 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if !s.ReadyForConnections(timeout) {
 		s.Shutdown()
 		return nil, errors.New("messaging: embedded NATS server did not start (is the NATS_LISTEN port in use?)")
+	}
+	// What a host crash may cost is worth a line at start-up: the
+	// server's own, as it runs, whichever setting gave it.
+	if jc := s.JetStreamConfig(); jc != nil && o.Logger != nil {
+		sync := "every " + jc.SyncInterval.String()
+		if jc.SyncAlways {
+			sync = "always"
+		}
+		o.Logger.Info("embedded JetStream", "store_dir", jc.StoreDir, "sync", sync)
 	}
 	return s, nil
 }

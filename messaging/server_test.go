@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"github.com/tokenbroker/tokenbroker/messaging"
 )
@@ -192,5 +194,76 @@ func TestBrokerRefusesAnEmbeddedServerOpenToAll(t *testing.T) {
 	err := startRefused(t, cfg)
 	if msg := err.Error(); !strings.Contains(msg, `NATS_LISTEN "0.0.0.0:0"`) || !strings.Contains(msg, "NATS_ALLOW_NO_AUTH") {
 		t.Fatalf("got %q, want the refusal naming NATS_LISTEN and NATS_ALLOW_NO_AUTH", msg)
+	}
+}
+
+// STATE_SYNC reaches the JetStream the embedded server runs, and wins over
+// NATS_CONFIG's sync_interval; unset, the file's or the server's default
+// (every 2 minutes) stays.
+func TestEmbeddedJetStreamSync(t *testing.T) {
+	const serverDefault = 2 * time.Minute
+	tests := []struct {
+		name       string
+		always     bool
+		interval   time.Duration
+		config     string
+		wantAlways bool
+		wantEvery  time.Duration
+	}{
+		{name: "default", wantEvery: serverDefault},
+		{name: "always", always: true, wantAlways: true, wantEvery: serverDefault},
+		{name: "every second", interval: time.Second, wantEvery: time.Second},
+		{name: "the file's always", config: "jetstream { sync_interval: always }\n", wantAlways: true, wantEvery: serverDefault},
+		{name: "the file's interval", config: "jetstream { sync_interval: 10s }\n", wantEvery: 10 * time.Second},
+		{name: "always over the file's interval", always: true, config: "jetstream { sync_interval: 10s }\n", wantAlways: true, wantEvery: 10 * time.Second},
+		{name: "an interval over the file's always", interval: 5 * time.Second, config: "jetstream { sync_interval: always }\n", wantEvery: 5 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := &testkit.LogBuffer{}
+			o := messaging.EmbeddedOptions{
+				Listen: "127.0.0.1:0", JetStream: true, StoreDir: t.TempDir(),
+				SyncAlways: tc.always, SyncInterval: tc.interval, Logger: logs.Logger(),
+			}
+			if tc.config != "" {
+				o.ConfigFile = writeNATSConfig(t, tc.config)
+			}
+			s, err := messaging.StartEmbedded(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Shutdown)
+			jc := s.JetStreamConfig()
+			if jc == nil {
+				t.Fatal("JetStream is not running")
+			}
+			if jc.SyncAlways != tc.wantAlways || jc.SyncInterval != tc.wantEvery {
+				t.Errorf("SyncAlways, SyncInterval = %v, %v; want %v, %v", jc.SyncAlways, jc.SyncInterval, tc.wantAlways, tc.wantEvery)
+			}
+			want := "sync=always"
+			if !tc.wantAlways {
+				want = `sync="every ` + tc.wantEvery.String() + `"`
+			}
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("start-up log does not say %s:\n%s", want, logs.String())
+			}
+		})
+	}
+}
+
+// The broker hands STATE_SYNC to its embedded server.
+func TestBrokerPassesStateSync(t *testing.T) {
+	cfg := config.Defaults()
+	cfg.NATSListen, cfg.HTTPAddr, cfg.DataDir = "127.0.0.1:0", "", t.TempDir()
+	cfg.Key = make([]byte, config.KeySize) // durable state: JetStream on
+	cfg.StateSyncAlways = true
+	logs := &testkit.LogBuffer{}
+	b, err := broker.Start(cfg, broker.Options{Logger: logs.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = brokertest.Stop(b) })
+	if !strings.Contains(logs.String(), "sync=always") {
+		t.Fatalf("the embedded JetStream does not sync always:\n%s", logs.String())
 	}
 }
