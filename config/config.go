@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
 // DefaultName is the name of the default profile built from TOKEN_ENDPOINT,
@@ -54,6 +55,12 @@ type Config struct {
 	HTTPAddr      string // HTTP_ADDR: host:port of the HTTP gateway; empty disables it
 	ConfigFile    string // TOKENBROKER_CONFIG: path of the named credentials file; empty for none
 	SubjectPrefix string // SUBJECT_PREFIX: first token(s) of every subject, e.g. "token"
+	// ReplyPrefixes are REPLY_PREFIXES: the inbox prefixes a request's
+	// reply subject must start with for the broker to answer it.
+	ReplyPrefixes []string
+	// HTTPAllowedHosts are HTTP_ALLOWED_HOSTS: Host values the HTTP gateway
+	// answers besides its own address and the loopback names.
+	HTTPAllowedHosts []string
 	DataDir       string // DATA_DIR: JetStream storage of the embedded server
 	NATSConfig    string // NATS_CONFIG: nats-server configuration file for the embedded server
 
@@ -227,6 +234,9 @@ func (c *Config) validateAddresses() error {
 		if msg := checkHostPort(c.HTTPAddr); msg != "" {
 			return settingErr("HTTP_ADDR", "%s", msg)
 		}
+	}
+	if _, err := wire.CheckReplyPrefixes(c.ReplyPrefixes, c.SubjectPrefix); err != nil {
+		return settingErr("REPLY_PREFIXES", "%s", strings.TrimPrefix(err.Error(), "wire: "))
 	}
 	if msg := checkSubjectPrefix(c.SubjectPrefix); msg != "" {
 		return settingErr("SUBJECT_PREFIX", "%s", msg)

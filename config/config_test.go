@@ -64,6 +64,7 @@ func TestDefaults(t *testing.T) {
 		NATSListen:       "127.0.0.1:4222",
 		HTTPAddr:         "127.0.0.1:5000",
 		SubjectPrefix:    "token",
+		ReplyPrefixes:    []string{"_INBOX."},
 		DataDir:          "./data",
 		StateReplicas:    1,
 		LeaseTTL:         15 * time.Second,
@@ -777,5 +778,24 @@ credentials: []
 				t.Fatalf("got %v", err)
 			}
 		})
+	}
+}
+
+func TestReplyPrefixesAndAllowedHosts(t *testing.T) {
+	c := mustLoad(t, nil, env{"REPLY_PREFIXES": " _INBOX., _INBOX_crm ,", "HTTP_ALLOWED_HOSTS": "broker.internal, tokens.example"})
+	if got := strings.Join(c.ReplyPrefixes, "|"); got != "_INBOX.|_INBOX_crm" {
+		t.Errorf("ReplyPrefixes %q", c.ReplyPrefixes)
+	}
+	if got := strings.Join(c.HTTPAllowedHosts, "|"); got != "broker.internal|tokens.example" {
+		t.Errorf("HTTPAllowedHosts %q", c.HTTPAllowedHosts)
+	}
+	for _, bad := range []string{"$KV", "token.refreshed", "_INBOX.>", "token"} {
+		c, _, err := load(t, nil, env{"REPLY_PREFIXES": bad})
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), "REPLY_PREFIXES") {
+			t.Errorf("REPLY_PREFIXES=%s: %v, want an error naming the setting", bad, err)
+		}
 	}
 }

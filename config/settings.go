@@ -88,6 +88,9 @@ var settings = []Setting{
 	{Env: "SUBJECT_PREFIX", Flag: "subject-prefix", Default: "token",
 		Usage: "`prefix` of every NATS subject (token.request, token.refreshed.ID, ...)",
 		apply: func(c *Config, v string) error { c.SubjectPrefix = v; return nil }},
+	{Env: "REPLY_PREFIXES", Flag: "reply-prefixes", Default: "_INBOX.",
+		Usage: "comma-separated inbox `prefixes` a request's reply subject must start with to be answered (nats.CustomInboxPrefix of the callers); never under SUBJECT_PREFIX or $",
+		apply: func(c *Config, v string) error { c.ReplyPrefixes = splitList(v); return nil }},
 	{Env: "DATA_DIR", Flag: "data-dir", Default: "./data",
 		Usage: "`directory` where the embedded NATS server keeps JetStream data (the durable token state)",
 		apply: func(c *Config, v string) error { c.DataDir = v; return nil }},
@@ -162,6 +165,9 @@ var settings = []Setting{
 	{Env: "NATS_KEY", Flag: "nats-key",
 		Usage: "PEM private key `file` of NATS_CERT",
 		apply: func(c *Config, v string) error { c.NATSKey = v; return nil }},
+	{Env: "HTTP_ALLOWED_HOSTS", Flag: "http-allowed-hosts",
+		Usage: "comma-separated `hosts` the HTTP gateway answers (the Host header, without port) besides its own address and the loopback names",
+		apply: func(c *Config, v string) error { c.HTTPAllowedHosts = splitList(v); return nil }},
 	{Env: "HTTP_TLS_CERT", Flag: "http-tls-cert",
 		Usage: "PEM certificate `file`: serve the HTTP gateway over TLS; needs HTTP_TLS_KEY",
 		apply: func(c *Config, v string) error { c.HTTPTLSCert = v; return nil }},
@@ -588,4 +594,16 @@ func decodeKey(v string) ([]byte, error) {
 		return k, nil
 	}
 	return nil, errors.New("is not valid base64")
+}
+
+// splitList splits a comma-separated setting, dropping empty items and the
+// white space around each.
+func splitList(v string) []string {
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

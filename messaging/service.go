@@ -48,8 +48,7 @@ type Service struct {
 	dropped  atomic.Uint64
 }
 
-// DefaultReplyPrefix is the inbox prefix of NATS clients that set none.
-const DefaultReplyPrefix = "_INBOX"
+
 
 // Counts are the broker's own counts of token requests, shown by
 // `tokenbroker status` and in the endpoint's stats data. Unlike micro's
@@ -71,8 +70,8 @@ type ServiceOptions struct {
 	Metrics *metrics.Metrics // nil records nothing
 	// ReplyPrefixes are the inbox prefixes a request's reply subject must
 	// start with (REPLY_PREFIXES), as given to nats.CustomInboxPrefix, with
-	// or without the final dot. Empty means DefaultReplyPrefix alone. See
-	// CheckReplyPrefixes.
+	// or without the final dot. Empty means wire.DefaultReplyPrefix alone.
+	// See wire.CheckReplyPrefixes.
 	ReplyPrefixes []string
 	// Status, when set, adds its fields to the custom data of the
 	// endpoint's stats, beside the Counts, so `nats micro stats
@@ -87,7 +86,7 @@ func NewService(nc *nats.Conn, subjects wire.Subjects, backend tokenbroker.Servi
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	prefixes, err := CheckReplyPrefixes(o.ReplyPrefixes, subjects.Prefix)
+	prefixes, err := wire.CheckReplyPrefixes(o.ReplyPrefixes, subjects.Prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -147,37 +146,6 @@ func (s *Service) Stats() micro.Stats { return s.svc.Stats() }
 // Counts returns the requests received and answered with an error so far.
 func (s *Service) Counts() Counts {
 	return Counts{Requests: s.requests.Load(), Errors: s.errors.Load(), Dropped: s.dropped.Load()}
-}
-
-// CheckReplyPrefixes validates inbox prefixes for replies and returns them
-// each with its final dot. NATS does not check a request's reply subject
-// against the sender's permissions, while the broker may publish events and
-// talk to JetStream: a reply aimed at token.refreshed.<id>, $KV.<bucket>.<key>
-// or $JS.API... would have the broker publish there. So a prefix may not be
-// under the subject prefix or under $, nor hold wildcards or white space.
-func CheckReplyPrefixes(prefixes []string, subjectPrefix string) ([]string, error) {
-	if len(prefixes) == 0 {
-		prefixes = []string{DefaultReplyPrefix}
-	}
-	if subjectPrefix == "" {
-		subjectPrefix = wire.DefaultPrefix
-	}
-	out := make([]string, 0, len(prefixes))
-	for _, p := range prefixes {
-		p = strings.TrimSuffix(strings.TrimSpace(p), ".")
-		switch {
-		case p == "":
-			return nil, errors.New("messaging: an empty reply prefix would allow every subject")
-		case strings.ContainsAny(p, "*> \t\r\n") || strings.Contains(p, ".."):
-			return nil, fmt.Errorf("messaging: reply prefix %q: no wildcards, white space or empty tokens", p)
-		case strings.HasPrefix(p, "$"):
-			return nil, fmt.Errorf("messaging: reply prefix %q: subjects under $ are the server's and JetStream's", p)
-		case p == subjectPrefix || strings.HasPrefix(p, subjectPrefix+"."):
-			return nil, fmt.Errorf("messaging: reply prefix %q: under the subject prefix %q, where the broker publishes events", p, subjectPrefix)
-		}
-		out = append(out, p+".")
-	}
-	return out, nil
 }
 
 // replyAllowed reports whether the broker may answer on reply.

@@ -223,34 +223,3 @@ func TestServiceCountsEveryError(t *testing.T) {
 		t.Fatalf("endpoint data %s: want 9 requests, 5 errors and the status's fields", stats.Endpoints[0].Data)
 	}
 }
-
-func TestReplyPrefixesMayNotReachTheBrokersOwnSubjects(t *testing.T) {
-	for _, tc := range []struct {
-		prefixes []string
-		want     []string // nil: refused
-	}{
-		{nil, []string{"_INBOX."}},
-		{[]string{"_INBOX", "_INBOX_crm."}, []string{"_INBOX.", "_INBOX_crm."}},
-		{[]string{""}, nil},
-		{[]string{"."}, nil},
-		{[]string{"$KV"}, nil},
-		{[]string{"$JS.API"}, nil},
-		{[]string{"token"}, nil},
-		{[]string{"token.refreshed"}, nil},
-		{[]string{"_INBOX.*"}, nil},
-		{[]string{"_INBOX.>"}, nil},
-		{[]string{"a b"}, nil},
-		{[]string{"a..b"}, nil},
-	} {
-		got, err := messaging.CheckReplyPrefixes(tc.prefixes, "token")
-		switch {
-		case tc.want == nil && err == nil:
-			t.Errorf("%q: accepted as %q", tc.prefixes, got)
-		case tc.want != nil && (err != nil || strings.Join(got, ",") != strings.Join(tc.want, ",")):
-			t.Errorf("%q: got %q, %v; want %q", tc.prefixes, got, err, tc.want)
-		}
-	}
-	if _, err := messaging.CheckReplyPrefixes([]string{"tb.x"}, "tb"); err == nil {
-		t.Error("a prefix under a custom subject prefix was accepted")
-	}
-}

@@ -1,5 +1,11 @@
 package wire
 
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
 // Names the contract fixes: the micro service, its queue group, and the
 // default subject prefix.
 const (
@@ -38,3 +44,38 @@ func (s Subjects) AllRefreshed() string { return s.prefix() + ".refreshed.>" }
 
 // AllFailed matches every credential's failed events.
 func (s Subjects) AllFailed() string { return s.prefix() + ".failed.>" }
+
+// DefaultReplyPrefix is the inbox prefix of NATS clients that set none
+// (REPLY_PREFIXES' default).
+const DefaultReplyPrefix = "_INBOX"
+
+// CheckReplyPrefixes validates inbox prefixes for replies and returns them
+// each with its final dot. NATS does not check a request's reply subject
+// against the sender's permissions, while the broker may publish events and
+// talk to JetStream: a reply aimed at token.refreshed.<id>, $KV.<bucket>.<key>
+// or $JS.API... would have the broker publish there. So a prefix may not be
+// under the subject prefix or under $, nor hold wildcards or white space.
+func CheckReplyPrefixes(prefixes []string, subjectPrefix string) ([]string, error) {
+	if len(prefixes) == 0 {
+		prefixes = []string{DefaultReplyPrefix}
+	}
+	if subjectPrefix == "" {
+		subjectPrefix = DefaultPrefix
+	}
+	out := make([]string, 0, len(prefixes))
+	for _, p := range prefixes {
+		p = strings.TrimSuffix(strings.TrimSpace(p), ".")
+		switch {
+		case p == "":
+			return nil, errors.New("wire: an empty reply prefix would allow every subject")
+		case strings.ContainsAny(p, "*> \t\r\n") || strings.Contains(p, ".."):
+			return nil, fmt.Errorf("wire: reply prefix %q: no wildcards, white space or empty tokens", p)
+		case strings.HasPrefix(p, "$"):
+			return nil, fmt.Errorf("wire: reply prefix %q: subjects under $ are the server's and JetStream's", p)
+		case p == subjectPrefix || strings.HasPrefix(p, subjectPrefix+"."):
+			return nil, fmt.Errorf("wire: reply prefix %q: under the subject prefix %q, where the broker publishes events", p, subjectPrefix)
+		}
+		out = append(out, p+".")
+	}
+	return out, nil
+}

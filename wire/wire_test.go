@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -241,5 +242,36 @@ func TestEvents(t *testing.T) {
 
 	if _, err := wire.EncodeRefreshed(s, tokenbroker.RefreshedEvent{CredentialID: "app", RefreshedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}); err == nil {
 		t.Fatal("an event that cannot be encoded encoded")
+	}
+}
+
+func TestReplyPrefixesMayNotReachTheBrokersOwnSubjects(t *testing.T) {
+	for _, tc := range []struct {
+		prefixes []string
+		want     []string // nil: refused
+	}{
+		{nil, []string{"_INBOX."}},
+		{[]string{"_INBOX", "_INBOX_crm."}, []string{"_INBOX.", "_INBOX_crm."}},
+		{[]string{""}, nil},
+		{[]string{"."}, nil},
+		{[]string{"$KV"}, nil},
+		{[]string{"$JS.API"}, nil},
+		{[]string{"token"}, nil},
+		{[]string{"token.refreshed"}, nil},
+		{[]string{"_INBOX.*"}, nil},
+		{[]string{"_INBOX.>"}, nil},
+		{[]string{"a b"}, nil},
+		{[]string{"a..b"}, nil},
+	} {
+		got, err := wire.CheckReplyPrefixes(tc.prefixes, "token")
+		switch {
+		case tc.want == nil && err == nil:
+			t.Errorf("%q: accepted as %q", tc.prefixes, got)
+		case tc.want != nil && (err != nil || strings.Join(got, ",") != strings.Join(tc.want, ",")):
+			t.Errorf("%q: got %q, %v; want %q", tc.prefixes, got, err, tc.want)
+		}
+	}
+	if _, err := wire.CheckReplyPrefixes([]string{"tb.x"}, "tb"); err == nil {
+		t.Error("a prefix under a custom subject prefix was accepted")
 	}
 }
