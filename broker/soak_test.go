@@ -134,10 +134,12 @@ const (
 
 // refusalsAllowed are the error codes each kind may get: the IdP's faults
 // may refuse any request that needs it, never one the broker answers alone.
+// Wrong passwords lock a username's sign-ins for a while (429), which a
+// good password meets too when its user holds no token at that moment.
 var refusalsAllowed = map[soakKind]map[string]bool{
-	goodUser:      {"502": true, "503": true},
+	goodUser:      {"429": true, "502": true, "503": true},
 	named:         {"502": true, "503": true},
-	wrongPassword: {"401": true, "502": true, "503": true},
+	wrongPassword: {"401": true, "429": true, "502": true, "503": true},
 	malformed:     {"400": true},
 	unknown:       {"404": true},
 }
