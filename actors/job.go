@@ -104,8 +104,8 @@ func (j *job) withLease(lease *store.Lease, password tokenbroker.Secret) jobDone
 	return jobDone{tok: tok, rev: rev}
 }
 
-// keepRenewing renews the lease while the IdP call runs, which with retries
-// may outlast one lease TTL.
+// keepRenewing renews the lease while the IdP call runs: the call, retries
+// included, is bounded by IDP_TIMEOUT, which may be longer than LEASE_TTL.
 func (j *job) keepRenewing(lease *store.Lease) (stop func()) {
 	done := make(chan struct{})
 	ended := make(chan struct{})
