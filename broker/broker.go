@@ -253,15 +253,16 @@ func openStore(nc *nats.Conn, cfg *config.Config, leaseTTL time.Duration) (*stor
 
 // startHTTP starts the HTTP gateway on HTTP_ADDR.
 func (b *Broker) startHTTP() error {
+	// No request timeout here: the Router answers every request by
+	// REQUEST_TIMEOUT, a 504 at worst, on HTTP as on NATS.
 	h := httpapi.NewHandler(httpapi.Options{
-		Service: b.router, Metrics: b.metrics, Ready: b.Ready,
-		RequestTimeout: b.cfg.RequestTimeout, Logger: b.log,
+		Service: b.router, Metrics: b.metrics, Ready: b.Ready, Logger: b.log,
 		// HTTP_ADDR's host is one of the gateway's own names when it is
 		// a name; httpapi ignores a wildcard address.
 		// TODO: append HTTP_ALLOWED_HOSTS once config has the setting.
 		AllowedHosts: []string{b.cfg.HTTPAddr},
 	})
-	b.http = httpapi.NewServer(b.cfg.HTTPAddr, h)
+	b.http = httpapi.NewServer(b.cfg.HTTPAddr, h, b.cfg.RequestTimeout)
 	addr, err := b.http.Start(b.cfg.HTTPTLSCert, b.cfg.HTTPTLSKey)
 	if err != nil {
 		b.http = nil

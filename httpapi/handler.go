@@ -33,10 +33,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/metrics"
 )
 
-// DefaultRequestTimeout is how long /requesttoken waits for the Service when
-// Options.RequestTimeout is zero, as REQUEST_TIMEOUT defaults to.
-const DefaultRequestTimeout = 30 * time.Second
-
 // Options configure the gateway's handler.
 type Options struct {
 	// Service answers token requests, as it does on NATS. Required.
@@ -49,9 +45,6 @@ type Options struct {
 	// it on every probe, so it must be cheap and safe for concurrent use.
 	// A nil Ready means always ready.
 	Ready func() error
-	// RequestTimeout bounds how long /requesttoken waits for the Service;
-	// after it the caller gets a 504. Zero means DefaultRequestTimeout.
-	RequestTimeout time.Duration
 	// AllowedHosts are the Host values, besides the gateway's own, that
 	// /requesttoken and /metrics answer (HTTP_ALLOWED_HOSTS): the names
 	// callers reach the gateway by, such as a Kubernetes Service's.
@@ -76,7 +69,6 @@ type handler struct {
 	allowed map[string]struct{} // normalised AllowedHosts
 	metrics *metrics.Metrics
 	ready   func() error
-	timeout time.Duration
 	log     *slog.Logger
 }
 
@@ -87,7 +79,7 @@ func NewHandler(o Options) http.Handler {
 	if o.Service == nil {
 		panic("httpapi: NewHandler without a Service")
 	}
-	h := &handler{svc: o.Service, metrics: o.Metrics, ready: o.Ready, timeout: o.RequestTimeout, log: o.Logger,
+	h := &handler{svc: o.Service, metrics: o.Metrics, ready: o.Ready, log: o.Logger,
 		allowed: make(map[string]struct{}, len(o.AllowedHosts))}
 	for _, a := range o.AllowedHosts {
 		host := hostName(strings.TrimSpace(a))
@@ -97,9 +89,6 @@ func NewHandler(o Options) http.Handler {
 			continue
 		}
 		h.allowed[host] = struct{}{}
-	}
-	if h.timeout <= 0 {
-		h.timeout = DefaultRequestTimeout
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -256,8 +245,10 @@ func (h *handler) readyz(w http.ResponseWriter) {
 }
 
 // requestToken decodes the body, hands the request to the Service and waits
-// for its answer, the request's deadline or the client's departure,
-// whichever comes first.
+// for its answer or the client's departure, whichever comes first. It has
+// no timer of its own: the Service answers every request by its
+// REQUEST_TIMEOUT, with a 504 at worst, so NATS and HTTP callers are told
+// the same thing at the same moment.
 func (h *handler) requestToken(w http.ResponseWriter, r *http.Request) {
 	// Token answers carry secrets: no cache may keep them, nor an error
 	// that a retry would change.
@@ -299,23 +290,11 @@ func (h *handler) requestToken(w http.ResponseWriter, r *http.Request) {
 	var a answer
 	select {
 	case a = <-rep.ch:
-		// Answered during Serve, a cache hit: no timer needed.
-	default:
-		timer := time.NewTimer(h.timeout)
-		defer timer.Stop()
-		select {
-		case a = <-rep.ch:
-		case <-timer.C:
-			// The late answer, if any, lands in the buffered channel
-			// and is collected with it.
-			h.fail(w, tokenbroker.Errorf(tokenbroker.CodeTimeout, tokenbroker.OAuthTemporarilyUnavailable,
-				"the broker did not answer within %s", h.timeout))
-			return
-		case <-r.Context().Done():
-			// The client is gone: nobody to answer, and no outcome worth
-			// counting as the broker's.
-			return
-		}
+	case <-r.Context().Done():
+		// The client is gone: nobody to answer, and no outcome worth
+		// counting as the broker's. The answer, when it comes, lands in
+		// the buffered channel and is collected with it.
+		return
 	}
 	if a.err != nil {
 		h.fail(w, a.err)
@@ -378,7 +357,7 @@ type answer struct {
 
 // replier hands the Service's answer to the waiting handler through a
 // channel of capacity 1, so that Respond and Fail never block, even when the
-// handler has stopped waiting (timeout, client gone).
+// handler has stopped waiting (the client is gone).
 type replier struct {
 	ch chan answer
 }

@@ -25,8 +25,12 @@ const (
 	IdleTimeout = 120 * time.Second
 	// MaxHeaderBytes bounds a request's headers, in bytes.
 	MaxHeaderBytes = 64 << 10
-	// writeSlack is added to the request timeout for WriteTimeout, so that
-	// a 504 can still be written after the handler has waited in full.
+	// DefaultServiceTimeout is the Service's bound on answering that
+	// NewServer assumes when told zero: REQUEST_TIMEOUT's default.
+	DefaultServiceTimeout = 30 * time.Second
+	// writeSlack is added to the Service's bound for WriteTimeout, so that
+	// the Service's own 504 can still be written after the handler has
+	// waited for it in full.
 	writeSlack = 5 * time.Second
 )
 
@@ -41,13 +45,18 @@ type Server struct {
 }
 
 // NewServer returns a Server for h on addr (host:port; port 0 picks a free
-// one). WriteTimeout is the handler's RequestTimeout plus 5 s when h comes
-// from NewHandler, else DefaultRequestTimeout plus 5 s; the server's own
-// errors (TLS handshakes, panics) go to that handler's Logger at Warn.
-func NewServer(addr string, h http.Handler) *Server {
-	timeout, log := DefaultRequestTimeout, slog.New(slog.DiscardHandler)
+// one). serviceTimeout is how long the Service takes to answer at most (its
+// REQUEST_TIMEOUT; zero means DefaultServiceTimeout): WriteTimeout is 5 s
+// more, a backstop against clients that do not read, which must not cut
+// the Service's own 504 short. The server's own errors (TLS handshakes,
+// panics) go to the Logger of h when it comes from NewHandler, at Warn.
+func NewServer(addr string, h http.Handler, serviceTimeout time.Duration) *Server {
+	if serviceTimeout <= 0 {
+		serviceTimeout = DefaultServiceTimeout
+	}
+	log := slog.New(slog.DiscardHandler)
 	if gh, ok := h.(*handler); ok {
-		timeout, log = gh.timeout, gh.log
+		log = gh.log
 	}
 	return &Server{
 		srv: &http.Server{
@@ -55,7 +64,7 @@ func NewServer(addr string, h http.Handler) *Server {
 			Handler:           h,
 			ReadHeaderTimeout: ReadHeaderTimeout,
 			ReadTimeout:       ReadTimeout,
-			WriteTimeout:      timeout + writeSlack,
+			WriteTimeout:      serviceTimeout + writeSlack,
 			IdleTimeout:       IdleTimeout,
 			MaxHeaderBytes:    MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
