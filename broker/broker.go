@@ -259,8 +259,7 @@ func (b *Broker) startHTTP() error {
 		Service: b.router, Metrics: b.metrics, Ready: b.Ready, Logger: b.log,
 		// HTTP_ADDR's host is one of the gateway's own names when it is
 		// a name; httpapi ignores a wildcard address.
-		// TODO: append HTTP_ALLOWED_HOSTS once config has the setting.
-		AllowedHosts: []string{b.cfg.HTTPAddr},
+		AllowedHosts: append([]string{b.cfg.HTTPAddr}, b.cfg.HTTPAllowedHosts...),
 	})
 	b.http = httpapi.NewServer(b.cfg.HTTPAddr, h, b.cfg.RequestTimeout)
 	addr, err := b.http.Start(b.cfg.HTTPTLSCert, b.cfg.HTTPTLSKey)
