@@ -317,7 +317,11 @@ func (h *handler) fail(w http.ResponseWriter, e *tokenbroker.Error) {
 		status = http.StatusInternalServerError
 	}
 	h.metrics.Request(metrics.TransportHTTP, strconv.Itoa(status), "")
-	if status == http.StatusServiceUnavailable && e.RetryAfter > 0 {
+	// The two statuses whose RetryAfter tells a caller when asking again
+	// may succeed: the IdP's own throttling (503) and a username locked
+	// after refused sign-ins (429). HTTP clients and proxies read the
+	// header, not the body's retry_after.
+	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
 	writeJSON(w, status, tokenbroker.EncodeError(e))
