@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/broker"
@@ -114,10 +115,18 @@ Watch tokens being refreshed (about every %s here), and the brokers' state:
 			url, cfg.SubjectPrefix, demoUser, demoPassword,
 			(*lifetime - threshold).Round(time.Second), flagURL, flagURL)
 		if addr := b.HTTPAddr(); addr != "" {
+			// The gateway answers only JSON, and only a Host of its own:
+			// behind a wildcard address ([::]:5000) that is a loopback
+			// address, not the wildcard.
+			if host, port, err := net.SplitHostPort(addr); err == nil {
+				if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+					addr = net.JoinHostPort("127.0.0.1", port)
+				}
+			}
 			fmt.Fprintf(e.stdout, `
 The original helper's HTTP interface, health and metrics:
 
-  curl -s http://%s/requesttoken -d '{"username":"%s","password":"%s"}'
+  curl -s http://%s/requesttoken -H 'Content-Type: application/json' -d '{"username":"%s","password":"%s"}'
   curl -s http://%s/metrics | grep tokenbroker_
 `, addr, demoUser, demoPassword, addr)
 		}
