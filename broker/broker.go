@@ -191,7 +191,7 @@ func (b *Broker) useStore(ro *actors.Options, leaseTTL time.Duration) error {
 		leaseTTL = cfg.LeaseTTL
 	}
 	var err error
-	if ro.Store, err = openStore(b.nc, cfg, leaseTTL); err != nil {
+	if ro.Store, err = openStore(b.nc, cfg, leaseTTL, b.log); err != nil {
 		return err
 	}
 	ro.Owner = uuid.NewString()
@@ -226,7 +226,7 @@ func (b *Broker) credentialSpecs() (def *actors.Spec, named []actors.Spec, err e
 
 // openStore opens the encrypted token state in JetStream. A key that fits
 // none of the stored records stops start-up, leaving them untouched.
-func openStore(nc *nats.Conn, cfg *config.Config, leaseTTL time.Duration) (*store.Store, error) {
+func openStore(nc *nats.Conn, cfg *config.Config, leaseTTL time.Duration, log *slog.Logger) (*store.Store, error) {
 	var previous [][]byte
 	if cfg.PreviousKey != nil {
 		previous = append(previous, cfg.PreviousKey)
@@ -241,7 +241,7 @@ func openStore(nc *nats.Conn, cfg *config.Config, leaseTTL time.Duration) (*stor
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, js, store.Options{Replicas: cfg.StateReplicas, Keys: keys, LeaseTTL: leaseTTL})
+	st, err := store.Open(ctx, js, store.Options{Replicas: cfg.StateReplicas, Keys: keys, LeaseTTL: leaseTTL, Logger: log})
 	switch {
 	case errors.Is(err, store.ErrWrongKey):
 		return nil, fmt.Errorf("broker: %w", err)

@@ -105,11 +105,6 @@ func (k *Keys) IDs() []string {
 	return ids
 }
 
-// has reports whether id names one of the keys.
-func (k *Keys) has(id string) bool {
-	return slices.ContainsFunc(k.keys, func(a aeadKey) bool { return a.id == id })
-}
-
 // envelopeVersion is the only envelope version this code writes and reads.
 const envelopeVersion = 1
 
@@ -187,29 +182,63 @@ func (k *Keys) seal(bucket, credentialID string, plaintext []byte) ([]byte, erro
 	return json.Marshal(envelope{V: envelopeVersion, KID: cur.id, N: nonce, C: ct})
 }
 
-// open decrypts a stored value of credentialID in bucket. It returns
-// ErrWrongKey when no key has the envelope's key id, and ErrCorrupt when the
-// value is not an envelope or fails authentication. The caller must clear
-// the returned plaintext.
-func (k *Keys) open(bucket, credentialID string, value []byte) ([]byte, error) {
+// open decrypts a stored value of credentialID in bucket and returns the
+// plaintext and the index of the key that opened it (0 is the current key,
+// higher ones are previous keys). It returns ErrWrongKey when no key has the
+// envelope's key id, and ErrCorrupt when the value is not an envelope or
+// fails authentication. The caller must clear the returned plaintext.
+func (k *Keys) open(bucket, credentialID string, value []byte) ([]byte, int, error) {
 	e, err := decodeEnvelope(value)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	for _, a := range k.keys {
-		if a.id != e.KID {
-			continue
-		}
-		pt, err := a.aead.Open(nil, e.N, e.C, aad(bucket, credentialID))
-		if err != nil {
-			// The key id matched, so this is not a wrong key (short of a
-			// 64-bit collision) but a damaged or misplaced value.
-			return nil, fmt.Errorf("%w: authentication failed", ErrCorrupt)
-		}
-		return pt, nil
+	i := k.keyFor(e.KID)
+	if i < 0 {
+		return nil, 0, &wrongKeyError{msg: fmt.Sprintf("record is encrypted with key id %s, not with any of the configured keys (%s)",
+			e.KID, strings.Join(k.IDs(), ", "))}
 	}
-	return nil, &wrongKeyError{msg: fmt.Sprintf("record is encrypted with key id %s, not with any of the configured keys (%s)",
-		e.KID, strings.Join(k.IDs(), ", "))}
+	pt, err := k.keys[i].aead.Open(nil, e.N, e.C, aad(bucket, credentialID))
+	if err != nil {
+		// The key id matched, so this is not a wrong key (short of a
+		// 64-bit collision) but a damaged or misplaced value.
+		return nil, 0, fmt.Errorf("%w: authentication failed", ErrCorrupt)
+	}
+	return pt, i, nil
+}
+
+// keyFor returns the index of the key that kid names, or -1. A kid that
+// differs from a key's id in one hex digit names that key too: the key id
+// is not authenticated, so a damaged digit (a flipped bit on disk) must not
+// make a record look like another key's, which would count toward refusing
+// to start. The ciphertext still has to authenticate under the key, and two
+// distinct keys' ids agree in 15 of 16 digits with a chance of about 1e-17.
+func (k *Keys) keyFor(kid string) int {
+	for i, a := range k.keys {
+		if a.id == kid {
+			return i
+		}
+	}
+	for i, a := range k.keys {
+		if oneDigitApart(a.id, kid) {
+			return i
+		}
+	}
+	return -1
+}
+
+// oneDigitApart reports whether a and b have the same length and differ in
+// exactly one position.
+func oneDigitApart(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	diff := 0
+	for i := range len(a) {
+		if a[i] != b[i] {
+			diff++
+		}
+	}
+	return diff == 1
 }
 
 // wrongKeyError carries a message of its own and matches ErrWrongKey, so the

@@ -9,7 +9,9 @@
 // AES-256-GCM ciphertext of the record, bound to the bucket and credential
 // id. Keys can rotate: records written under an older key stay readable
 // while it is listed among the previous keys, and a store whose keys match
-// none of the records refuses to open rather than overwrite them.
+// none of the records refuses to open rather than overwrite them. A record that cannot be read (damaged,
+// or under a key that is not configured while others are readable) costs
+// only its own credential: it is logged, skipped and treated as absent.
 //
 // Leases live in a second bucket whose entries expire on their own (the
 // bucket's max age), so a broker that dies holding one is replaced within
@@ -142,6 +144,9 @@ type Options struct {
 	LeaseTTL time.Duration
 	// Keys encrypts and decrypts the records. Required.
 	Keys *Keys
+	// Logger receives what Open skips and why: records that cannot be
+	// read, by credential id, never with a secret. nil discards.
+	Logger *slog.Logger
 }
 
 // Store is the durable token state in a JetStream key-value bucket. It is
@@ -150,9 +155,11 @@ type Options struct {
 type Store struct {
 	keys     *Keys
 	bucket   string
+	js       jetstream.JetStream
 	kv       jetstream.KeyValue
 	leases   jetstream.KeyValue
 	leaseTTL time.Duration
+	log      *slog.Logger
 }
 
 // Open creates the buckets, or binds to them and updates their
@@ -176,9 +183,16 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = DefaultLeaseTTL
 	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	if o.Bucket == o.LeaseBucket {
 		return nil, fmt.Errorf("store: bucket and lease bucket are both %q", o.Bucket)
 	}
+	return open(ctx, js, o)
+}
+
+func open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      o.Bucket,
 		Description: "tokenbroker: encrypted token state, one key per credential",
@@ -205,7 +219,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("store: open lease bucket %s: %w", o.LeaseBucket, err)
 	}
-	s := &Store{keys: o.Keys, bucket: o.Bucket, kv: kv, leases: leases, leaseTTL: o.LeaseTTL}
+	s := &Store{keys: o.Keys, bucket: o.Bucket, js: js, kv: kv, leases: leases, leaseTTL: o.LeaseTTL, log: o.Logger}
 	if err := s.CheckKeys(ctx); err != nil {
 		return nil, err
 	}
@@ -218,61 +232,76 @@ func (s *Store) Bucket() string { return s.bucket }
 // LeaseTTL returns how long a lease lives without renewal.
 func (s *Store) LeaseTTL() time.Duration { return s.leaseTTL }
 
-// CheckKeys reads the key id of every stored record and fails, with an
-// error wrapping ErrWrongKey that names the unknown key ids, when any record
-// was encrypted with a key that is not among the store's keys. Starting
-// anyway would make the broker fetch new tokens and overwrite those
-// records, losing refresh tokens for good when the wrong key is a mistake.
+// CheckKeys reads every stored record and fails, with an error wrapping
+// ErrWrongKey that names the key ids the records need, when there are
+// records encrypted with keys that are not among the store's and none that
+// the store can read: the operator has set the wrong TOKENBROKER_KEY, and
+// starting anyway would make the broker fetch new tokens and overwrite those
+// records, losing refresh tokens for good.
 //
-// CheckKeys only reads. Values that are not envelopes at all are not a key
-// problem and do not fail it; Get reports them as ErrCorrupt.
+// Records that cannot be read while others can are one credential's loss
+// each, not a wrong key: a damaged value, or one under a key that is not
+// configured (left over from a rotation). CheckKeys logs each of them, by
+// credential id, and the broker treats them as absent: Get reports them,
+// and their credentials are fetched again. So does a record the NATS server
+// itself cannot read back (damaged on disk): the server skips it and
+// reports it missing, which CheckKeys logs as a count.
+//
+// CheckKeys only reads.
 func (s *Store) CheckKeys(ctx context.Context) error {
-	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	var total, readable int
+	unknown := map[string]int{} // key id -> records encrypted with it
+	var skipped []string        // credential ids of unreadable records
+	undelivered, err := s.scan(ctx, false, func(e scanned) error {
+		total++
+		r, err := s.decode(e.key, e.value, e.rev)
+		if err == nil {
+			r.clear()
+			readable++
+			return nil
+		}
+		if env, derr := decodeEnvelope(e.value); derr == nil && errors.Is(err, ErrWrongKey) {
+			unknown[env.KID]++
+		}
+		if len(skipped) < maxLoggedSkips {
+			s.log.Warn("a stored record cannot be read; its credential is fetched again when needed",
+				"bucket", s.bucket, "credential_id", e.key, "revision", e.rev, "err", err)
+		}
+		skipped = append(skipped, e.key)
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("store: check keys of bucket %s: %w", s.bucket, err)
 	}
-	defer stopWatcher(w)
-	unknown := map[string]int{}
-	total := 0
-	for {
-		var e jetstream.KeyValueEntry
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("store: check keys of bucket %s: %w", s.bucket, ctx.Err())
-		case v, ok := <-w.Updates():
-			if !ok {
-				return fmt.Errorf("store: check keys of bucket %s: watcher closed", s.bucket)
-			}
-			e = v
+	if len(unknown) > 0 && readable == 0 {
+		ids := slices.Sorted(maps.Keys(unknown))
+		n := 0
+		for _, c := range unknown {
+			n += c
 		}
-		if e == nil {
-			break // every record present at the start has been seen
+		what := "key id " + ids[0]
+		if len(ids) > 1 {
+			what = "key ids " + strings.Join(ids, ", ")
 		}
-		total++
-		env, err := decodeEnvelope(e.Value())
-		if err != nil {
-			continue
-		}
-		if !s.keys.has(env.KID) {
-			unknown[env.KID]++
-		}
+		return &wrongKeyError{msg: fmt.Sprintf(
+			"store: %d of %d records in bucket %s are encrypted with %s, which TOKENBROKER_KEY (key id %s) does not match; refusing to start (the records are left untouched)",
+			n, total, s.bucket, what, strings.Join(s.keys.IDs(), ", "))}
 	}
-	if len(unknown) == 0 {
-		return nil
+	if len(skipped) > 0 {
+		s.log.Warn("stored records that cannot be read are treated as absent",
+			"bucket", s.bucket, "unreadable", len(skipped), "readable", readable,
+			"other_key_ids", strings.Join(slices.Sorted(maps.Keys(unknown)), ","))
 	}
-	ids := slices.Sorted(maps.Keys(unknown))
-	n := 0
-	for _, c := range unknown {
-		n += c
+	if undelivered > 0 {
+		s.log.Warn("the NATS server holds stored records it cannot read back (damaged on disk?); their credentials are fetched again when needed",
+			"bucket", s.bucket, "records", undelivered)
 	}
-	what := "key id " + ids[0]
-	if len(ids) > 1 {
-		what = "key ids " + strings.Join(ids, ", ")
-	}
-	return &wrongKeyError{msg: fmt.Sprintf(
-		"store: %d of %d records in bucket %s are encrypted with %s, which TOKENBROKER_KEY (key id %s) does not match; refusing to start (the records are left untouched)",
-		n, total, s.bucket, what, strings.Join(s.keys.IDs(), ", "))}
+	return nil
 }
+
+// maxLoggedSkips bounds the lines CheckKeys logs for unreadable records, one
+// each; a summary line counts them all.
+const maxLoggedSkips = 20
 
 // Get returns the stored record of credentialID. It returns ErrNotFound when
 // there is none (or it was deleted), ErrWrongKey when it was encrypted with
@@ -350,13 +379,14 @@ func (s *Store) Delete(ctx context.Context, credentialID string) error {
 }
 
 // Records returns the ids of the stored credentials, for warming up at
-// start-up. The order is the bucket's, not sorted.
+// start-up. The order is the bucket's, not sorted. It reads headers only, so
+// it includes records that cannot be decrypted; Get tells those apart.
 func (s *Store) Records(ctx context.Context) ([]string, error) {
-	ids, err := s.kv.Keys(ctx)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
-	}
-	if err != nil {
+	var ids []string
+	if _, err := s.scan(ctx, true, func(e scanned) error {
+		ids = append(ids, e.key)
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("store: list records: %w", err)
 	}
 	return ids, nil
@@ -458,15 +488,22 @@ func (s *Store) encode(r *Record) ([]byte, error) {
 
 // decode decrypts a stored value into a Record.
 func (s *Store) decode(credentialID string, value []byte, rev uint64) (*Record, error) {
-	pt, err := s.keys.open(s.bucket, credentialID, value)
+	r, _, err := s.decodeKey(credentialID, value, rev)
+	return r, err
+}
+
+// decodeKey is decode that also returns the index of the key that opened
+// the record: 0 for the current key, more for a previous one.
+func (s *Store) decodeKey(credentialID string, value []byte, rev uint64) (*Record, int, error) {
+	pt, key, err := s.keys.open(s.bucket, credentialID, value)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer clear(pt)
 	var j recordJSON
 	if err := json.Unmarshal(pt, &j); err != nil {
 		// Not %v of err: a JSON error can quote the plaintext.
-		return nil, fmt.Errorf("%w: undecodable plaintext", ErrCorrupt)
+		return nil, 0, fmt.Errorf("%w: undecodable plaintext", ErrCorrupt)
 	}
 	return &Record{
 		CredentialID: credentialID,
@@ -475,7 +512,16 @@ func (s *Store) decode(credentialID string, value []byte, rev uint64) (*Record, 
 		Verifier:     j.Verifier,
 		ObtainedAt:   j.ObtainedAt,
 		Revision:     rev,
-	}, nil
+	}, key, nil
+}
+
+// clear drops r's references to its secrets, for records read only to be
+// checked or re-encrypted. Strings cannot be wiped in Go; this lets the
+// garbage collector have them sooner.
+func (r *Record) clear() {
+	r.AccessToken, r.RefreshToken = "", ""
+	clear(r.Verifier)
+	r.Verifier = nil
 }
 
 // casFailed reports whether err is a lost compare-and-set: the key exists,

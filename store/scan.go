@@ -1,0 +1,129 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// scanBatch is how many records one pull request of a scan asks for.
+const scanBatch = 256
+
+// scanned is one record as a scan reads it from the tokens bucket.
+type scanned struct {
+	key   string
+	value []byte // empty when the scan reads headers only
+	rev   uint64
+}
+
+// scan passes the current value of every key of the tokens bucket to fn, in
+// revision order, skipping deleted keys, and stops at fn's first error.
+//
+// It reads through an ephemeral pull consumer, asking for batches with
+// no_wait, and ends when the server answers that nothing more is there. A
+// KV watcher (jetstream's Keys, WatchAll) instead ends its initial values
+// when the count of messages the server says are pending reaches zero, and
+// a message the server cannot read back, damaged on disk, is counted as
+// pending but never delivered: the watcher then waits until its context
+// ends, and one flipped bit would hold up every start. The count still
+// tells what was skipped: scan returns what the server counted as pending
+// after the last message it delivered, 0 unless some could not be read.
+func (s *Store) scan(ctx context.Context, headersOnly bool, fn func(scanned) error) (undelivered uint64, err error) {
+	stream := "KV_" + s.bucket
+	prefix := "$KV." + s.bucket + "."
+	cons, err := s.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		FilterSubject: prefix + ">",
+		AckPolicy:     jetstream.AckNonePolicy,
+		HeadersOnly:   headersOnly,
+		// Deleted below; the server removes it on its own should that
+		// fail or this process die first.
+		InactiveThreshold: time.Minute,
+		MemoryStorage:     true,
+		Replicas:          1,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read bucket %s: %w", s.bucket, err)
+	}
+	name := cons.CachedInfo().Name
+	defer func() {
+		// Under ctx, so that a refused delete fails Open like any other
+		// refusal; once ctx has ended the server removes the consumer.
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = s.js.DeleteConsumer(dctx, stream, name)
+	}()
+
+	nc := s.js.Conn()
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return 0, fmt.Errorf("read bucket %s: %w", s.bucket, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	next := apiPrefix(s.js) + "CONSUMER.MSG.NEXT." + stream + "." + name
+	request := fmt.Appendf(nil, `{"batch":%d,"no_wait":true}`, scanBatch)
+	for {
+		if err := nc.PublishRequest(next, inbox, request); err != nil {
+			return 0, fmt.Errorf("read bucket %s: %w", s.bucket, err)
+		}
+		for range scanBatch {
+			m, err := sub.NextMsgWithContext(ctx)
+			if err != nil {
+				return 0, fmt.Errorf("read bucket %s: %w", s.bucket, err)
+			}
+			if status := m.Header.Get(statusHdr); status != "" {
+				switch status {
+				case "404", "408": // no more messages: the scan is complete
+					return undelivered, nil
+				case "100": // a heartbeat; none is asked for
+					continue
+				}
+				return 0, fmt.Errorf("read bucket %s: status %s %s", s.bucket, status, m.Header.Get(descrHdr))
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				return 0, fmt.Errorf("read bucket %s: %w", s.bucket, err)
+			}
+			undelivered = md.NumPending
+			if op := m.Header.Get(kvOperationHdr); op == "DEL" || op == "PURGE" {
+				continue
+			}
+			key, ok := strings.CutPrefix(m.Subject, prefix)
+			if !ok {
+				continue
+			}
+			if err := fn(scanned{key: key, value: m.Data, rev: md.Sequence.Stream}); err != nil {
+				return 0, err
+			}
+		}
+		// A full batch: there may be more.
+	}
+}
+
+// Headers of the server's status messages, which end a pull request.
+const (
+	statusHdr = "Status"
+	descrHdr  = "Description"
+)
+
+// kvOperationHdr is the header by which a KV bucket marks a deletion
+// ("DEL") or purge ("PURGE") of a key.
+const kvOperationHdr = "KV-Operation"
+
+// apiPrefix returns the JetStream API prefix js sends its requests to, with
+// the final dot, for the one request the store makes without the client's
+// API (a scan's pull requests).
+func apiPrefix(js jetstream.JetStream) string {
+	o := js.Options()
+	switch {
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "."
+	}
+	return jetstream.DefaultAPIPrefix
+}
