@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -196,8 +197,41 @@ func (b *Broker) useStore(ro *actors.Options, leaseTTL time.Duration) error {
 	}
 	ro.Owner = uuid.NewString()
 	b.log.Info("token state is kept in JetStream", "bucket", ro.Store.Bucket(), "replicas", cfg.StateReplicas)
+	if cfg.PreviousKey != nil {
+		b.finishRotation(ro.Store)
+	}
 	return nil
 }
+
+// finishRotation rewrites under TOKENBROKER_KEY the records that only
+// TOKENBROKER_PREVIOUS_KEY opens, so that the previous key can be removed:
+// otherwise they would stay under it until each token is refreshed, which
+// for a credential nobody uses is never. Username records are deleted
+// instead: their credential ids derive from the key, so under the new one
+// nobody asks for them again. A rotation that cannot finish now is no
+// reason not to serve; it goes on at the next start.
+func (b *Broker) finishRotation(st *store.Store) {
+	named := make(map[string]bool, len(b.cfg.Credentials))
+	for _, c := range b.cfg.Credentials {
+		named[c.Name] = true
+	}
+	// A name could look like a user id; a configured one is kept.
+	user := func(id string) bool { return strings.HasPrefix(id, "u-") && !named[id] }
+	ctx, cancel := context.WithTimeout(context.Background(), rotationTimeout)
+	defer cancel()
+	done, err := st.Rekey(ctx, user)
+	attrs := []any{"rewritten", done.Rewritten, "dropped_user_records", done.Dropped, "changed_meanwhile", done.Changed}
+	if err != nil {
+		b.log.Warn("key rotation unfinished: some records are still under TOKENBROKER_PREVIOUS_KEY; keep it set, the next start goes on",
+			append(attrs, "failed", done.Failed, "err", err)...)
+		return
+	}
+	b.log.Info("key rotation finished: every record the previous key opened is now under TOKENBROKER_KEY, and TOKENBROKER_PREVIOUS_KEY can be removed once every broker has started with both keys",
+		attrs...)
+}
+
+// rotationTimeout bounds finishRotation at start-up.
+const rotationTimeout = 30 * time.Second
 
 // credentialSpecs turns the default profile, if any, and the named
 // credentials into the Router's specs. A named credential's certificate is

@@ -8,8 +8,9 @@
 // envelope holding the id of the key that encrypted it, a nonce and the
 // AES-256-GCM ciphertext of the record, bound to the bucket and credential
 // id. Keys can rotate: records written under an older key stay readable
-// while it is listed among the previous keys, and a store whose keys match
-// none of the records refuses to open rather than overwrite them. A record that cannot be read (damaged,
+// while it is listed among the previous keys, Rekey rewrites them under the
+// current one, and a store whose keys match none of the records refuses to
+// open rather than overwrite them. A record that cannot be read (damaged,
 // or under a key that is not configured while others are readable) costs
 // only its own credential: it is logged, skipped and treated as absent.
 //
@@ -144,8 +145,8 @@ type Options struct {
 	LeaseTTL time.Duration
 	// Keys encrypts and decrypts the records. Required.
 	Keys *Keys
-	// Logger receives what Open skips and why: records that cannot be
-	// read, by credential id, never with a secret. nil discards.
+	// Logger receives what Open and Rekey skip and why: records that
+	// cannot be read, by credential id, never with a secret. nil discards.
 	Logger *slog.Logger
 }
 
