@@ -31,6 +31,14 @@ import (
 	"github.com/tokenbroker/tokenbroker/wire"
 )
 
+// InboxPrefix is the prefix of the broker's own reply subjects, where
+// JetStream answers it when it keeps the token state there. It is not
+// "_INBOX", so that NATS permissions can let the broker subscribe to
+// InboxPrefix.> without letting it read every caller's replies under
+// _INBOX.>. (The broker answers callers on their reply subjects, whatever
+// their prefix.)
+const InboxPrefix = "_INBOX_tokenbroker"
+
 // Options are what a Broker needs beyond its configuration.
 type Options struct {
 	Logger *slog.Logger // nil discards logs
@@ -95,7 +103,7 @@ func (b *Broker) connect() error {
 	cfg := b.cfg
 	url := cfg.NATSURL
 	co := messaging.ConnectOptions{
-		Logger:    b.log,
+		Logger: b.log, InboxPrefix: InboxPrefix,
 		CredsFile: cfg.NATSCreds, NKeyFile: cfg.NATSNKey,
 		User: cfg.NATSUser, Password: cfg.NATSPassword.Reveal(), Token: cfg.NATSToken.Reveal(),
 		CAFile: cfg.NATSCA, CertFile: cfg.NATSCert, KeyFile: cfg.NATSKey,
@@ -259,7 +267,9 @@ func (b *Broker) credentialSpecs() (def *actors.Spec, named []actors.Spec, err e
 }
 
 // openStore opens the encrypted token state in JetStream. A key that fits
-// none of the stored records stops start-up, leaving them untouched.
+// none of the stored records stops start-up, leaving them untouched, and so
+// does a JetStream subject the broker's NATS user may not use: at once, and
+// naming it, rather than stalling every request later.
 func openStore(nc *nats.Conn, cfg *config.Config, leaseTTL time.Duration, log *slog.Logger) (*store.Store, error) {
 	var previous [][]byte
 	if cfg.PreviousKey != nil {
@@ -279,6 +289,8 @@ func openStore(nc *nats.Conn, cfg *config.Config, leaseTTL time.Duration, log *s
 	switch {
 	case errors.Is(err, store.ErrWrongKey):
 		return nil, fmt.Errorf("broker: %w", err)
+	case errors.Is(err, store.ErrNotPermitted):
+		return nil, fmt.Errorf("broker: TOKENBROKER_KEY is set, so token state is kept in JetStream, but the NATS server refuses the broker's user a subject it needs (README, \"NATS permissions for durable state\", lists them): %w", err)
 	case err != nil:
 		return nil, fmt.Errorf("broker: TOKENBROKER_KEY is set, so token state is kept in JetStream, but it cannot be opened (does the NATS server run JetStream?): %w", err)
 	}

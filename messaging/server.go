@@ -199,6 +199,12 @@ type ConnectOptions struct {
 	CAFile    string // NATS_CA
 	CertFile  string // NATS_CERT
 	KeyFile   string // NATS_KEY
+	// InboxPrefix replaces "_INBOX" as the prefix of the connection's own
+	// reply subjects, where JetStream answers the broker: so that a NATS
+	// user may be allowed to subscribe to the broker's inbox without being
+	// allowed to read the callers' replies under _INBOX.>. Empty keeps
+	// "_INBOX".
+	InboxPrefix string
 	// InProcess connects to this embedded server through memory instead of
 	// TCP; URL is then ignored.
 	InProcess *server.Server
@@ -239,6 +245,9 @@ func Connect(url string, o ConnectOptions) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
 	if o.InProcess != nil {
 		opts = append(opts, nats.InProcessServer(o.InProcess))

@@ -164,10 +164,17 @@ type Store struct {
 }
 
 // Open creates the buckets, or binds to them and updates their
-// configuration, and then runs CheckKeys, so that a store whose keys cannot
-// read the existing records is never returned. The tokens bucket keeps one
-// revision per key (an old revision would hold an old refresh token); the
-// lease bucket's entries expire LeaseTTL after their last write.
+// configuration, checks that the NATS user may do everything the store
+// does, and then runs CheckKeys, so that a store whose keys cannot read the
+// existing records is never returned. The tokens bucket keeps one revision
+// per key (an old revision would hold an old refresh token); the lease
+// bucket's entries expire LeaseTTL after their last write.
+//
+// A subject the NATS server refuses fails Open at once with an error that
+// matches ErrNotPermitted and names the subject, however long ctx allows:
+// the server drops a refused request without an answer, so Open listens for
+// the violation on the connection (its error handler is chained while Open
+// runs, then restored).
 func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
 	if o.Keys == nil {
 		return nil, errNoKeys
@@ -190,7 +197,15 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	if o.Bucket == o.LeaseBucket {
 		return nil, fmt.Errorf("store: bucket and lease bucket are both %q", o.Bucket)
 	}
-	return open(ctx, js, o)
+	ctx, stop := watchPermissions(ctx, js.Conn())
+	defer stop()
+	s, err := open(ctx, js, o)
+	// A refusal counts even when it failed nothing Open waited for, such as
+	// the deletion of a scan's consumer.
+	if err = notPermitted(ctx, err); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
@@ -219,6 +234,11 @@ func open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open lease bucket %s: %w", o.LeaseBucket, err)
+	}
+	for _, b := range []jetstream.KeyValue{kv, leases} {
+		if err := checkAccess(ctx, b); err != nil {
+			return nil, err
+		}
 	}
 	s := &Store{keys: o.Keys, bucket: o.Bucket, js: js, kv: kv, leases: leases, leaseTTL: o.LeaseTTL, log: o.Logger}
 	if err := s.CheckKeys(ctx); err != nil {

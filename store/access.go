@@ -1,0 +1,107 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNotPermitted means the NATS server refused the store a subject it needs
+// (a publish or a subscription), as NATS permissions do. The error names the
+// subject; it also matches nats.ErrPermissionViolation.
+var ErrNotPermitted = errors.New("store: the NATS user may not use a subject the token state needs")
+
+// permissionError is a permissions violation the server reported while the
+// store was opening.
+type permissionError struct{ err error }
+
+func (e *permissionError) Error() string {
+	return ErrNotPermitted.Error() + ": " + e.err.Error()
+}
+
+// Is makes a *permissionError match ErrNotPermitted besides what it wraps.
+func (e *permissionError) Is(target error) bool { return target == ErrNotPermitted }
+
+func (e *permissionError) Unwrap() error { return e.err }
+
+// watchPermissions returns a context that is cancelled, with a
+// *permissionError as its cause, as soon as the NATS server reports a
+// permissions violation on one of the store's subjects. The server drops a
+// refused request and tells the client only asynchronously, so without this
+// every refused operation would wait for its context to end, and then fail
+// as a timeout that names nothing. stop restores nc's error handler, which is
+// still called in the meantime.
+func watchPermissions(ctx context.Context, nc *nats.Conn) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	prev := nc.ErrorHandler()
+	inbox := nc.NewInbox()
+	inbox = inbox[:strings.LastIndexByte(inbox, '.')+1]
+	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
+		if prev != nil {
+			prev(c, sub, err)
+		}
+		if errors.Is(err, nats.ErrPermissionViolation) && ours(err.Error(), inbox) {
+			cancel(&permissionError{err: err})
+		}
+	})
+	return ctx, func() {
+		nc.SetErrorHandler(prev)
+		cancel(nil)
+	}
+}
+
+// ours reports whether a permissions violation names a subject the store
+// uses: the JetStream API, a KV bucket, or an inbox of the connection
+// (where JetStream answers), rather than one of whatever else shares the
+// connection.
+func ours(violation, inbox string) bool {
+	for _, s := range []string{`"$JS.`, `"$KV.`, `"` + inbox} {
+		if strings.Contains(violation, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// notPermitted returns the permissions violation that ended ctx, if one did,
+// and err otherwise: an operation that was waiting fails with the context's
+// cancellation, which says less than the violation.
+func notPermitted(ctx context.Context, err error) error {
+	var perm *permissionError
+	if errors.As(context.Cause(ctx), &perm) {
+		return perm
+	}
+	return err
+}
+
+// accessProbeKey is the key the access check reads and fails to write. It
+// cannot be a credential id ("=" is in no name and in no user id), so the
+// read finds nothing and nothing of a credential is touched.
+const accessProbeKey = "tokenbroker=access-check"
+
+// checkAccess does, harmlessly, each kind of operation on a bucket that the
+// store does later, so that a NATS user lacking a permission fails Open
+// rather than stalling the first request that needs it: a read of a key that
+// no record has, and a compare-and-set write that cannot succeed (no key
+// ever reaches that revision), so nothing is written. CheckKeys then runs a
+// consumer on the tokens bucket, as Watch and the scans do.
+func checkAccess(ctx context.Context, kv jetstream.KeyValue) error {
+	if _, err := kv.Get(ctx, accessProbeKey); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("store: read bucket %s: %w", kv.Bucket(), err)
+	}
+	_, err := kv.Update(ctx, accessProbeKey, nil, math.MaxInt64)
+	switch {
+	case err == nil:
+		// Never: the revision does not exist. Remove what was written.
+		_ = kv.Purge(ctx, accessProbeKey)
+		return nil
+	case casFailed(err):
+		return nil
+	}
+	return fmt.Errorf("store: write bucket %s: %w", kv.Bucket(), err)
+}
