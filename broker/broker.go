@@ -31,13 +31,9 @@ import (
 	"github.com/tokenbroker/tokenbroker/wire"
 )
 
-// InboxPrefix is the prefix of the broker's own reply subjects, where
-// JetStream answers it when it keeps the token state there. It is not
-// "_INBOX", so that NATS permissions can let the broker subscribe to
-// InboxPrefix.> without letting it read every caller's replies under
-// _INBOX.>. (The broker answers callers on their reply subjects, whatever
-// their prefix.)
-const InboxPrefix = "_INBOX_tokenbroker"
+// InboxPrefix is the prefix of the broker's own reply subjects: see
+// wire.BrokerInboxPrefix.
+const InboxPrefix = wire.BrokerInboxPrefix
 
 // Options are what a Broker needs beyond its configuration.
 type Options struct {
@@ -84,6 +80,7 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	}
 	if b.svc, err = messaging.NewService(b.nc, subjects, b.router, messaging.ServiceOptions{
 		Logger: b.log, Metrics: b.metrics, Status: func() any { return b.router.Status() },
+		ReplyPrefixes: b.cfg.ReplyPrefixes,
 	}); err != nil {
 		return nil, fmt.Errorf("broker: token.request service: %w", err)
 	}

@@ -90,3 +90,44 @@ func TestRepliesGoOnlyToInboxes(t *testing.T) {
 		t.Fatalf("%d requests dropped, want %d", got, len(attacks))
 	}
 }
+
+// A caller using its own inbox prefix is answered once REPLY_PREFIXES
+// lists it, and only then.
+func TestCustomInboxPrefixNeedsReplyPrefixes(t *testing.T) {
+	for _, allowed := range []bool{false, true} {
+		env := brokertest.Start(t, brokertest.Options{Adjust: func(cfg *config.Config, _ *fakeidp.Server) {
+			if allowed {
+				cfg.ReplyPrefixes = []string{"_INBOX.", "_INBOX_crm"}
+			}
+		}})
+		nc, err := nats.Connect(env.Broker.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		inbox, err := nc.SubscribeSync("_INBOX_crm.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := []byte(`{"credential":"` + brokertest.App + `"}`)
+		if err := nc.PublishRequest("token.request", "_INBOX_crm.1", body); err != nil {
+			t.Fatal(err)
+		}
+		// Requests are handled in order: once this one is answered, the
+		// one before it was answered or dropped.
+		if _, err := nc.Request("token.request", body, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		n, _, _ := inbox.Pending()
+		dropped := env.Broker.Service().Counts().Dropped
+		switch {
+		case allowed && (n != 1 || dropped != 0):
+			t.Fatalf("listed prefix: %d replies, %d dropped; want 1 and 0", n, dropped)
+		case !allowed && (n != 0 || dropped != 1):
+			t.Fatalf("unlisted prefix: %d replies, %d dropped; want 0 and 1", n, dropped)
+		}
+		nc.Close()
+	}
+}

@@ -49,6 +49,14 @@ func (s Subjects) AllFailed() string { return s.prefix() + ".failed.>" }
 // (REPLY_PREFIXES' default).
 const DefaultReplyPrefix = "_INBOX"
 
+// BrokerInboxPrefix is the prefix of the broker's own reply subjects, where
+// JetStream answers it when it keeps the token state there. It is not
+// "_INBOX", so that NATS permissions can let the broker subscribe to
+// BrokerInboxPrefix.> without letting it read every caller's replies under
+// _INBOX.>, and so that no caller's reply subject can reach it: it is never
+// an allowed reply prefix.
+const BrokerInboxPrefix = "_INBOX_tokenbroker"
+
 // CheckReplyPrefixes validates inbox prefixes for replies and returns them
 // each with its final dot. NATS does not check a request's reply subject
 // against the sender's permissions, while the broker may publish events and
@@ -70,6 +78,8 @@ func CheckReplyPrefixes(prefixes []string, subjectPrefix string) ([]string, erro
 			return nil, errors.New("wire: an empty reply prefix would allow every subject")
 		case strings.ContainsAny(p, "*> \t\r\n") || strings.Contains(p, ".."):
 			return nil, fmt.Errorf("wire: reply prefix %q: no wildcards, white space or empty tokens", p)
+		case p == BrokerInboxPrefix || strings.HasPrefix(p, BrokerInboxPrefix+"."):
+			return nil, fmt.Errorf("wire: reply prefix %q: the broker's own inbox, where JetStream answers it", p)
 		case strings.HasPrefix(p, "$"):
 			return nil, fmt.Errorf("wire: reply prefix %q: subjects under $ are the server's and JetStream's", p)
 		case p == subjectPrefix || strings.HasPrefix(p, subjectPrefix+"."):

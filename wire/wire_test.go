@@ -255,6 +255,8 @@ func TestReplyPrefixesMayNotReachTheBrokersOwnSubjects(t *testing.T) {
 		{[]string{""}, nil},
 		{[]string{"."}, nil},
 		{[]string{"$KV"}, nil},
+		{[]string{"_INBOX_tokenbroker"}, nil},
+		{[]string{"_INBOX_tokenbroker.x"}, nil},
 		{[]string{"$JS.API"}, nil},
 		{[]string{"token"}, nil},
 		{[]string{"token.refreshed"}, nil},
