@@ -2,10 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -20,18 +22,21 @@ type scanned struct {
 }
 
 // scan passes the current value of every key of the tokens bucket to fn, in
-// revision order, skipping deleted keys, and stops at fn's first error.
+// revision order, skipping deleted keys, and stops at fn's first error. It
+// reads the records there were when it began (what the server then counted
+// as pending); a write made while it runs may or may not be among them.
 //
 // It reads through an ephemeral pull consumer, asking for batches with
-// no_wait, and ends when the server answers that nothing more is there. A
-// KV watcher (jetstream's Keys, WatchAll) instead ends its initial values
-// when the count of messages the server says are pending reaches zero, and
-// a message the server cannot read back, damaged on disk, is counted as
-// pending but never delivered: the watcher then waits until its context
-// ends, and one flipped bit would hold up every start. The count still
-// tells what was skipped: scan returns what the server counted as pending
-// after the last message it delivered, 0 unless some could not be read.
+// no_wait, and also ends when the server answers that nothing more is
+// there. A KV watcher (jetstream's Keys, WatchAll) instead ends its initial
+// values only once the server's count of pending messages reaches zero, and
+// a message the server cannot read back, damaged on disk, is counted but
+// never delivered: the watcher then waits until its context ends, and one
+// flipped bit would hold up every start. scan returns how many of the
+// messages counted at the start were not delivered, 0 unless some could not
+// be read.
 func (s *Store) scan(ctx context.Context, headersOnly bool, fn func(scanned) error) (undelivered uint64, err error) {
+	var seen uint64 // messages delivered, deletions included
 	stream := "KV_" + s.bucket
 	prefix := "$KV." + s.bucket + "."
 	cons, err := s.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
@@ -48,7 +53,9 @@ func (s *Store) scan(ctx context.Context, headersOnly bool, fn func(scanned) err
 	if err != nil {
 		return 0, fmt.Errorf("read bucket %s: %w", s.bucket, err)
 	}
-	name := cons.CachedInfo().Name
+	// An empty bucket still gets one pull, which the server answers at
+	// once: so that Open's access check covers it.
+	name, want := cons.CachedInfo().Name, cons.CachedInfo().NumPending
 	defer func() {
 		// Under ctx, so that a refused delete fails Open like any other
 		// refusal; once ctx has ended the server removes the consumer.
@@ -66,41 +73,53 @@ func (s *Store) scan(ctx context.Context, headersOnly bool, fn func(scanned) err
 	defer func() { _ = sub.Unsubscribe() }()
 	next := apiPrefix(s.js) + "CONSUMER.MSG.NEXT." + stream + "." + name
 	request := fmt.Appendf(nil, `{"batch":%d,"no_wait":true}`, scanBatch)
+	retry := 10 * time.Millisecond
 	for {
 		if err := nc.PublishRequest(next, inbox, request); err != nil {
 			return 0, fmt.Errorf("read bucket %s: %w", s.bucket, err)
 		}
-		for range scanBatch {
+		for got := 0; got < scanBatch; {
 			m, err := sub.NextMsgWithContext(ctx)
+			if errors.Is(err, nats.ErrNoResponders) {
+				// On a cluster the consumer's leader may not listen yet
+				// right after the consumer was created: ask again.
+				select {
+				case <-ctx.Done():
+					return 0, fmt.Errorf("read bucket %s: %w", s.bucket, err)
+				case <-time.After(retry):
+				}
+				retry = min(2*retry, time.Second)
+				break
+			}
 			if err != nil {
 				return 0, fmt.Errorf("read bucket %s: %w", s.bucket, err)
 			}
 			if status := m.Header.Get(statusHdr); status != "" {
 				switch status {
-				case "404", "408": // no more messages: the scan is complete
-					return undelivered, nil
+				case "404", "408": // nothing more: some could not be read
+					return want - min(seen, want), nil
 				case "100": // a heartbeat; none is asked for
 					continue
 				}
 				return 0, fmt.Errorf("read bucket %s: status %s %s", s.bucket, status, m.Header.Get(descrHdr))
 			}
+			got++
+			seen++
 			md, err := m.Metadata()
 			if err != nil {
 				return 0, fmt.Errorf("read bucket %s: %w", s.bucket, err)
 			}
-			undelivered = md.NumPending
-			if op := m.Header.Get(kvOperationHdr); op == "DEL" || op == "PURGE" {
-				continue
-			}
 			key, ok := strings.CutPrefix(m.Subject, prefix)
-			if !ok {
-				continue
+			if op := m.Header.Get(kvOperationHdr); ok && op != "DEL" && op != "PURGE" {
+				if err := fn(scanned{key: key, value: m.Data, rev: md.Sequence.Stream}); err != nil {
+					return 0, err
+				}
 			}
-			if err := fn(scanned{key: key, value: m.Data, rev: md.Sequence.Stream}); err != nil {
-				return 0, err
+			if seen >= want {
+				return 0, nil // every message counted at the start
 			}
 		}
-		// A full batch: there may be more.
+		// A full batch, or no answer to retry: ask (again).
 	}
 }
 
