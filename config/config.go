@@ -61,8 +61,8 @@ type Config struct {
 	// HTTPAllowedHosts are HTTP_ALLOWED_HOSTS: Host values the HTTP gateway
 	// answers besides its own address and the loopback names.
 	HTTPAllowedHosts []string
-	DataDir       string // DATA_DIR: JetStream storage of the embedded server
-	NATSConfig    string // NATS_CONFIG: nats-server configuration file for the embedded server
+	DataDir          string // DATA_DIR: JetStream storage of the embedded server
+	NATSConfig       string // NATS_CONFIG: nats-server configuration file for the embedded server
 
 	// NATSAllowNoAuth is NATS_ALLOW_NO_AUTH: the embedded NATS server may
 	// listen beyond loopback without authentication. Without it such a

@@ -48,8 +48,6 @@ type Service struct {
 	dropped  atomic.Uint64
 }
 
-
-
 // Counts are the broker's own counts of token requests, shown by
 // `tokenbroker status` and in the endpoint's stats data. Unlike micro's
 // NumErrors, Errors includes the errors a credential's actor answered after
