@@ -2,6 +2,7 @@ package messaging_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"github.com/tokenbroker/tokenbroker/messaging"
 	"github.com/tokenbroker/tokenbroker/wire"
 )
@@ -79,10 +81,18 @@ func TestServiceAnswersWithMicroErrorHeaders(t *testing.T) {
 			}
 		})
 	}
-	stats := svc.Stats()
-	if len(stats.Endpoints) != 1 || stats.Endpoints[0].NumRequests != len(tests) {
-		t.Fatalf("micro stats: %+v", stats.Endpoints)
+	if got := svc.Counts().Requests; got != uint64(len(tests)) {
+		t.Fatalf("%d requests counted, want %d", got, len(tests))
 	}
+	// micro counts a request once its handler has returned, which may be
+	// after the reply was received.
+	testkit.Eventually(t, 5*time.Second, func() error {
+		stats := svc.Stats()
+		if len(stats.Endpoints) != 1 || stats.Endpoints[0].NumRequests != len(tests) {
+			return fmt.Errorf("micro stats: %+v", stats.Endpoints)
+		}
+		return nil
+	})
 }
 
 func TestServiceRegistersAsMicroService(t *testing.T) {
