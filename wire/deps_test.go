@@ -1,49 +1,14 @@
 package wire_test
 
 import (
-	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
+
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 )
 
-// TestLinksNothingOfTheServer: wire is shared with the Go client, which
-// must stay light. Its dependencies hold no package of the broker's server
-// side and no package of this module but the root one.
+// wire is shared with the Go client, which must stay light: its
+// dependencies hold no package of the broker's server side and no package
+// of this module but the root one.
 func TestLinksNothingOfTheServer(t *testing.T) {
-	gotool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gotool); err != nil {
-		if gotool, err = exec.LookPath("go"); err != nil {
-			t.Skip("no go tool to list the dependencies with")
-		}
-	}
-	out, err := exec.Command(gotool, "list", "-deps", ".").Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("go list -deps: %v\n%s", err, ee.Stderr)
-		}
-		t.Fatalf("go list -deps: %v", err)
-	}
-	allowed := map[string]bool{
-		"github.com/tokenbroker/tokenbroker":      true,
-		"github.com/tokenbroker/tokenbroker/wire": true,
-	}
-	var found bool
-	for _, pkg := range strings.Fields(string(out)) {
-		found = found || pkg == "github.com/tokenbroker/tokenbroker/wire"
-		switch {
-		case strings.HasPrefix(pkg, "github.com/nats-io/nats-server"),
-			strings.HasPrefix(pkg, "github.com/anthdm/hollywood"),
-			strings.HasPrefix(pkg, "github.com/prometheus/"),
-			strings.HasPrefix(pkg, "github.com/tokenbroker/tokenbroker") && !allowed[pkg]:
-			t.Errorf("wire depends on %s", pkg)
-		}
-	}
-	if !found {
-		t.Fatalf("go list -deps did not list the package itself:\n%s", out)
-	}
+	testkit.LinksNothingOfTheServer(t, testkit.Module+"/wire", testkit.Module)
 }
