@@ -1,12 +1,9 @@
 package broker_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +96,7 @@ func assertOneCredentialLost(t *testing.T, idp *fakeidp.Server, url string, s st
 func TestRecordDamagedOnDiskCostsOnlyItsCredential(t *testing.T) {
 	idp, key, dir := newIdP(t), newKey(t), t.TempDir()
 	s := storeThree(t, idp, twoNamed(idp, key, dir, ""))
-	flipOnDisk(t, dir, s.raw[app2].Value())
+	natstest.FlipOnDisk(t, dir, s.raw[app2].Value())
 
 	logs := newLogSink()
 	began := time.Now()
@@ -135,32 +132,6 @@ func TestUnreadableRecordInTheBucketCostsOnlyItsCredential(t *testing.T) {
 	assertOneCredentialLost(t, idp, b.ClientURL(), s)
 	if !strings.Contains(logs.String(), "credential_id="+app2) {
 		t.Fatalf("the damaged record is not named in the log:\n%s", logs.String())
-	}
-}
-
-// flipOnDisk flips a bit in the middle of value where the JetStream files
-// under dir hold it.
-func flipOnDisk(t *testing.T, dir string, value []byte) {
-	t.Helper()
-	found := 0
-	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() || filepath.Ext(p) != ".blk" {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		i := bytes.Index(data, value)
-		if i < 0 {
-			return nil
-		}
-		found++
-		data[i+len(value)/2] ^= 0x01
-		return os.WriteFile(p, data, info.Mode())
-	})
-	if err != nil || found != 1 {
-		t.Fatalf("value found in %d message blocks (%v), want 1", found, err)
 	}
 }
 

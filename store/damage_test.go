@@ -1,12 +1,9 @@
 package store_test
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -188,7 +185,7 @@ func TestRecordDamagedOnDiskIsSkipped(t *testing.T) {
 			}
 			srv.Shutdown()
 			srv.WaitForShutdown()
-			flipOnDisk(t, dir, e.Value())
+			natstest.FlipOnDisk(t, dir, e.Value())
 
 			srv = natstest.StartServer(t, natstest.JetStream(dir))
 			logs := &testkit.LogBuffer{}
@@ -224,31 +221,5 @@ func TestRecordDamagedOnDiskIsSkipped(t *testing.T) {
 				t.Fatalf("the damage is not logged:\n%s", logs.String())
 			}
 		})
-	}
-}
-
-// flipOnDisk flips a bit in the middle of value where the server's files
-// under dir hold it.
-func flipOnDisk(t *testing.T, dir string, value []byte) {
-	t.Helper()
-	found := 0
-	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() || filepath.Ext(p) != ".blk" {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		i := bytes.Index(data, value)
-		if i < 0 {
-			return nil
-		}
-		found++
-		data[i+len(value)/2] ^= 0x01
-		return os.WriteFile(p, data, info.Mode())
-	})
-	if err != nil || found != 1 {
-		t.Fatalf("value found in %d message blocks (%v), want 1", found, err)
 	}
 }

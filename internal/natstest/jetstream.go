@@ -1,8 +1,11 @@
 package natstest
 
 import (
+	"bytes"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +121,31 @@ func ClientURLs(servers ...*server.Server) string {
 		urls[i] = s.ClientURL()
 	}
 	return strings.Join(urls, ",")
+}
+
+// FlipOnDisk flips a bit in the middle of value where the JetStream message
+// blocks under dir hold it, as a failing disk would, and fails t unless
+// exactly one block holds it. Stop the server first.
+func FlipOnDisk(t testing.TB, dir string, value []byte) {
+	t.Helper()
+	found := 0
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() || filepath.Ext(p) != ".blk" {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		i := bytes.Index(data, value)
+		if i < 0 {
+			return nil
+		}
+		found++
+		data[i+len(value)/2] ^= 0x01
+		return os.WriteFile(p, data, info.Mode())
+	})
+	if err != nil || found != 1 {
+		t.Fatalf("value found in %d message blocks (%v), want 1", found, err)
+	}
 }
