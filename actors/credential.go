@@ -66,6 +66,7 @@ type credential struct {
 	loading   bool               // reading the stored record; requests wait
 
 	inflight *job        // the IdP call in flight, if any
+	jobs     uint64      // jobs started: the seq of the newest
 	waiters  []*getToken // callers waiting for it
 	failures int         // background refreshes failed in a row
 
@@ -186,6 +187,8 @@ func (a *credential) jobFor(v Verifier, username string, background bool, now ti
 // the caller's for a user's password grant; a named credential uses its
 // own.
 func (a *credential) start(j *job, password tokenbroker.Secret) {
+	a.jobs++
+	j.seq = a.jobs
 	a.inflight = j
 	if !a.user {
 		password = a.spec.Password
@@ -198,8 +201,13 @@ func (a *credential) start(j *job, password tokenbroker.Secret) {
 // finished takes the result of the job in flight and answers everyone
 // waiting on it.
 func (a *credential) finished(d jobDone) {
-	if a.inflight != d.job {
-		return
+	// The message may outlive this call in the actor's inbox, which does
+	// not clear the slots it has delivered: drop what it holds of the
+	// token (kilobytes, and the refresh token in clear) once taken.
+	defer d.release()
+	j := a.inflight
+	if j == nil || j.seq != d.seq {
+		return // a job the actor no longer waits for
 	}
 	a.inflight = nil
 	now := a.d.now()
@@ -207,16 +215,16 @@ func (a *credential) finished(d jobDone) {
 	a.waiters = nil
 	switch {
 	case d.err != nil:
-		a.jobFailed(d, waiters, now)
+		a.jobFailed(j, d, waiters, now)
 	case d.rec != nil:
 		// Another broker got it; it published the event.
 		a.adopt(d.rec, now)
-		a.logger().Info("token taken from the store", "action", d.job.action, "expires_in", d.rec.ExpiresIn(now), "took", d.took)
-		a.answer(waiters, d.job.action, now)
+		a.logger().Info("token taken from the store", "action", j.action, "expires_in", d.rec.ExpiresIn(now), "took", d.took)
+		a.answer(waiters, j.action, now)
 	default:
-		a.accept(d, now)
-		a.logger().Info("token acquired", "grant", string(d.job.grant), "action", d.job.action, "expires_in", d.tok.ExpiresIn(now), "took", d.took)
-		a.answer(waiters, d.job.action, now)
+		a.accept(j, d, now)
+		a.logger().Info("token acquired", "grant", string(j.grant), "action", j.action, "expires_in", d.tok.ExpiresIn(now), "took", d.took)
+		a.answer(waiters, j.action, now)
 	}
 	a.idleWaitTimer()
 	if a.empty() {
@@ -255,8 +263,8 @@ func (a *credential) answer(waiters []*getToken, action string, now time.Time) {
 
 // accept makes the token a job got from the IdP the credential's token,
 // and tells the consumers.
-func (a *credential) accept(d jobDone, now time.Time) {
-	j, tok := d.job, d.tok
+func (a *credential) accept(j *job, d jobDone, now time.Time) {
+	tok := d.tok
 	a.c.lastErr.Store(nil)
 	if j.action != tokenbroker.ActionNew {
 		a.d.metrics.Refresh(metrics.OutcomeOK)
@@ -317,8 +325,7 @@ func (a *credential) withdraw() {
 
 // jobFailed answers the waiters of a job whose IdP call failed, and decides
 // what the credential does next.
-func (a *credential) jobFailed(d jobDone, waiters []*getToken, now time.Time) {
-	j := d.job
+func (a *credential) jobFailed(j *job, d jobDone, waiters []*getToken, now time.Time) {
 	e := oauth.Classify(d.err)
 	rejected := e.Code == tokenbroker.CodeRejected
 	a.c.lastErr.Store(&failure{err: e.OAuth + ": " + firstLine(e.Description), at: now})
@@ -455,6 +462,7 @@ func (a *credential) load() {
 // restored takes the stored record read at start, and lets the requests
 // that waited for it go on.
 func (a *credential) restored(m loaded) {
+	defer m.release()
 	a.loading = false
 	now := a.d.now()
 	switch {

@@ -14,8 +14,9 @@ import (
 // job is one acquisition of a token: how it is obtained, what the callers
 // it answers are told, and, copied when it starts, everything it needs. It
 // runs in a goroutine of its own, never touches the actor, and reports back
-// with a jobDone; the actor keeps the job it is waiting for, to tell its
-// report from a stale one.
+// with a jobDone, which carries the job's seq rather than the job: the
+// actor keeps the job it waits for, and an inbox may keep a message
+// longer than its handling.
 //
 // With a store, the job first takes the credential's lease, so that across
 // all brokers exactly one calls the IdP. A broker that finds the lease held
@@ -24,6 +25,7 @@ import (
 // A new token is written to the store before anyone is answered with it,
 // so a crash at any point loses no usable refresh token.
 type job struct {
+	seq        uint64 // its number among the actor's jobs, which its report carries
 	grant      Grant
 	action     string
 	verifier   Verifier // user credentials: the verifier of the password it uses
@@ -46,7 +48,7 @@ type job struct {
 func (j *job) run(password tokenbroker.Secret) jobDone {
 	began := time.Now()
 	d := j.obtain(password)
-	d.job, d.took = j, time.Since(began)
+	d.seq, d.took = j.seq, time.Since(began)
 	return d
 }
 

@@ -37,7 +37,7 @@ func (g *getToken) fail(err *tokenbroker.Error) {
 // jobDone reports the end of a job to its actor: a token from the IdP (tok,
 // stored at rev), one another broker stored (rec), or an error.
 type jobDone struct {
-	job  *job
+	seq  uint64 // the job's
 	tok  *oauth.Token
 	rev  uint64
 	rec  *store.Record
@@ -45,10 +45,28 @@ type jobDone struct {
 	took time.Duration
 }
 
+// release zeroes the token and the record the message carries, once the
+// actor has taken what it keeps of them.
+func (d *jobDone) release() {
+	if d.tok != nil {
+		*d.tok = oauth.Token{}
+	}
+	if d.rec != nil {
+		*d.rec = store.Record{}
+	}
+}
+
 // loaded is the stored record read when the actor started.
 type loaded struct {
 	rec *store.Record
 	err error
+}
+
+// release zeroes the record, as jobDone's does.
+func (m *loaded) release() {
+	if m.rec != nil {
+		*m.rec = store.Record{}
+	}
 }
 
 // wake is the actor's timer firing; gen discards timers since replaced.
