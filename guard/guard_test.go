@@ -13,6 +13,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/actors"
 	"github.com/tokenbroker/tokenbroker/guard"
+	"github.com/tokenbroker/tokenbroker/internal/clock"
 	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
 	"github.com/tokenbroker/tokenbroker/oauth"
 )
@@ -53,24 +54,6 @@ func appEP(s *fakeidp.Server) oauth.Endpoint {
 
 func userEP(s *fakeidp.Server) oauth.Endpoint {
 	return oauth.Endpoint{TokenURL: s.V2TokenURL(), ClientID: publicApp, Scope: scopeUser}
-}
-
-// clock is a settable Options.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // sleeper is an Options.Sleep that records the waits asked for and returns
@@ -118,7 +101,7 @@ func (a *attempts) Got() []string {
 // harness is a guard.Client with its injected clock, sleeps and attempts.
 type harness struct {
 	c      *guard.Client
-	clock  *clock
+	clock  *clock.Fake
 	sleeps *sleeper
 	att    *attempts
 }
@@ -133,7 +116,7 @@ func newClient(t testing.TB, o guard.Options) *harness {
 // newClientOver is newClient over oc.
 func newClientOver(t testing.TB, oc *oauth.Client, o guard.Options) *harness {
 	t.Helper()
-	h := &harness{clock: &clock{t: time.Unix(1_700_000_000, 0)}, sleeps: &sleeper{}, att: &attempts{}}
+	h := &harness{clock: clock.NewFake(time.Unix(1_700_000_000, 0)), sleeps: &sleeper{}, att: &attempts{}}
 	o.Now, o.Sleep, o.OnAttempt = h.clock.Now, h.sleeps.Sleep, h.att.OnAttempt
 	h.c = guard.New(oc, o)
 	return h

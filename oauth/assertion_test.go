@@ -13,7 +13,6 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -33,6 +32,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/tokenbroker/tokenbroker/internal/testkit"
 )
 
 // RSA 2048 keys take a while to generate, under -race most of all: the tests
@@ -68,22 +69,8 @@ func testECKey(t testing.TB, curve elliptic.Curve) *ecdsa.PrivateKey {
 // selfSigned returns a self-signed certificate for key.
 func selfSigned(t testing.TB, key crypto.Signer) *x509.Certificate {
 	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "tokenbroker test"},
-		NotBefore:    fixedNow.Add(-time.Hour),
-		NotAfter:     fixedNow.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return testkit.NewCertificate(t, testkit.CertOptions{Key: key,
+		NotBefore: fixedNow.Add(-time.Hour), NotAfter: fixedNow.Add(24 * time.Hour)}).Cert
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

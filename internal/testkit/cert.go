@@ -40,6 +40,9 @@ type CertOptions struct {
 	IsCA        bool               // it may sign certificates (give it as Issuer)
 	ExtKeyUsage []x509.ExtKeyUsage // e.g. x509.ExtKeyUsageServerAuth for a TLS server
 	IPAddresses []net.IP           // the addresses a TLS server certificate is valid for
+	// NotBefore and NotAfter bound its validity, for tests on a fixed
+	// clock; zero: from an hour ago for two hours.
+	NotBefore, NotAfter time.Time
 }
 
 // NewCertificate makes a certificate as o says, failing tb if it cannot.
@@ -63,11 +66,17 @@ func NewCertificate(tb testing.TB, o CertOptions) *Certificate {
 		tb.Fatalf("testkit: certificate serial: %v", err)
 	}
 	now := time.Now()
+	if o.NotBefore.IsZero() {
+		o.NotBefore = now.Add(-time.Hour)
+	}
+	if o.NotAfter.IsZero() {
+		o.NotAfter = now.Add(time.Hour)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: o.CommonName},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
+		NotBefore:             o.NotBefore,
+		NotAfter:              o.NotAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           o.ExtKeyUsage,
 		IPAddresses:           o.IPAddresses,
