@@ -35,6 +35,12 @@ type Request struct {
 	// MinTTL, in seconds, is how long the returned token must stay valid at
 	// least. Zero means the credential's refresh threshold alone decides.
 	MinTTL int64 `json:"min_ttl,omitempty"`
+
+	// Transport and Caller are set by the transport that received the
+	// request, for the audit trail (see AuditRecord); never decoded from
+	// the body.
+	Transport string `json:"-"`
+	Caller    string `json:"-"`
 }
 
 // IsPassword reports whether r is a username/password request.

@@ -33,6 +33,13 @@ const (
 	GrantClientAssertion = "client_assertion"
 )
 
+// The values of AUDIT.
+const (
+	AuditOff  = "off"  // no audit trail
+	AuditLog  = "log"  // one "audit" line per answer in the broker's log
+	AuditNATS = "nats" // the log line, and a record on <prefix>.audit.<credential_id>
+)
+
 // KeySize is the length in bytes of Config.Key once decoded.
 const KeySize = 32
 
@@ -58,6 +65,11 @@ type Config struct {
 	// ReplyPrefixes are REPLY_PREFIXES: the inbox prefixes a request's
 	// reply subject must start with for the broker to answer it.
 	ReplyPrefixes []string
+	// NamedOnSharedSubject is NAMED_ON_SHARED_SUBJECT: token.request also
+	// serves named credentials, besides token.request.<name>.
+	NamedOnSharedSubject bool
+	// Audit is AUDIT: AuditOff, AuditLog or AuditNATS.
+	Audit string
 	// HTTPAllowedHosts are HTTP_ALLOWED_HOSTS: Host values the HTTP gateway
 	// answers besides its own address and the loopback names.
 	HTTPAllowedHosts []string

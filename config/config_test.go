@@ -60,20 +60,22 @@ var key32 = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
 func TestDefaults(t *testing.T) {
 	c := mustLoad(t, nil, env{})
 	want := &config.Config{
-		Default:          config.Credential{Name: "default", Grant: "password", RefreshThreshold: 600 * time.Second},
-		NATSListen:       "127.0.0.1:4222",
-		HTTPAddr:         "127.0.0.1:5000",
-		SubjectPrefix:    "token",
-		ReplyPrefixes:    []string{"_INBOX."},
-		DataDir:          "./data",
-		StateReplicas:    1,
-		LeaseTTL:         15 * time.Second,
-		IdPTimeout:       10 * time.Second,
-		IdPMaxConcurrent: 16,
-		RequestTimeout:   30 * time.Second,
-		IdleTimeout:      30 * time.Minute,
-		LogLevel:         "info",
-		LogFormat:        "text",
+		Default:              config.Credential{Name: "default", Grant: "password", RefreshThreshold: 600 * time.Second},
+		NATSListen:           "127.0.0.1:4222",
+		HTTPAddr:             "127.0.0.1:5000",
+		SubjectPrefix:        "token",
+		ReplyPrefixes:        []string{"_INBOX."},
+		NamedOnSharedSubject: true,
+		Audit:                "log",
+		DataDir:              "./data",
+		StateReplicas:        1,
+		LeaseTTL:             15 * time.Second,
+		IdPTimeout:           10 * time.Second,
+		IdPMaxConcurrent:     16,
+		RequestTimeout:       30 * time.Second,
+		IdleTimeout:          30 * time.Minute,
+		LogLevel:             "info",
+		LogFormat:            "text",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load with empty environment:\n got %+v\nwant %+v", c, want)

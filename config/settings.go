@@ -91,6 +91,19 @@ var settings = []Setting{
 	{Env: "REPLY_PREFIXES", Flag: "reply-prefixes", Default: "_INBOX.",
 		Usage: "comma-separated inbox `prefixes` a request's reply subject must start with to be answered (nats.CustomInboxPrefix of the callers); never under SUBJECT_PREFIX or $",
 		apply: func(c *Config, v string) error { c.ReplyPrefixes = splitList(v); return nil }},
+	{Env: "NAMED_ON_SHARED_SUBJECT", Flag: "named-on-shared-subject", Default: "true", Bool: true,
+		Usage: "token.request also serves named credentials; false: only username/password requests, named credentials on token.request.NAME alone, so NATS permissions can grant each caller its credentials",
+		apply: func(c *Config, v string) (err error) { c.NamedOnSharedSubject, err = parseBool(v); return err }},
+	{Env: "AUDIT", Flag: "audit", Default: AuditLog,
+		Usage: "audit trail of every answer: `off`, log (a line \"audit\" in the broker's log) or nats (also published on PREFIX.audit.CREDENTIAL_ID)",
+		apply: func(c *Config, v string) error {
+			switch v = strings.ToLower(strings.TrimSpace(v)); v {
+			case AuditOff, AuditLog, AuditNATS:
+				c.Audit = v
+				return nil
+			}
+			return fmt.Errorf("must be off, log or nats")
+		}},
 	{Env: "DATA_DIR", Flag: "data-dir", Default: "./data",
 		Usage: "`directory` where the embedded NATS server keeps JetStream data (the durable token state)",
 		apply: func(c *Config, v string) error { c.DataDir = v; return nil }},
