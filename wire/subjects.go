@@ -31,6 +31,30 @@ func (s Subjects) prefix() string {
 // Request is the subject callers send token requests to.
 func (s Subjects) Request() string { return s.prefix() + ".request" }
 
+// RequestFor is the subject that serves the named credential name alone,
+// so that NATS permissions can grant a caller exactly its credentials.
+func (s Subjects) RequestFor(name string) string { return s.prefix() + ".request." + name }
+
+// NamedRequests matches every credential's own request subject.
+func (s Subjects) NamedRequests() string { return s.prefix() + ".request.*" }
+
+// ValidName reports whether name can be a subject token, and so a named
+// credential's name: 1 to 64 of A-Z a-z 0-9 _ -, as the configuration
+// requires.
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // Refreshed is the subject of credentialID's refreshed events.
 func (s Subjects) Refreshed(credentialID string) string {
 	return s.prefix() + ".refreshed." + credentialID
