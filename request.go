@@ -50,27 +50,62 @@ func (r *Request) IsPassword() bool { return r.Username != "" }
 // *Error with code 400 (413 when data is over MaxRequestBytes) whose
 // description says what is wrong, without echoing any value of the request.
 func DecodeRequest(data []byte) (Request, error) {
+	if len(data) <= MaxRequestBytes && len(bytes.TrimSpace(data)) == 0 {
+		return Request{}, Errorf(CodeInvalidRequest, OAuthInvalidRequest, "empty request: send a JSON object with username and password, or credential")
+	}
+	r, err := parse(data)
+	if err != nil {
+		return Request{}, err
+	}
+	if err := r.Validate(); err != nil {
+		return Request{}, err
+	}
+	return r, nil
+}
+
+// DecodeNamedRequest parses and validates the body of a request sent on
+// the subject of the named credential name (token.request.<name>). The body
+// may be empty or {}, or carry force_refresh and min_ttl; a credential in
+// it must be name, and username/password requests go to token.request
+// only. The errors are DecodeRequest's.
+func DecodeNamedRequest(data []byte, name string) (Request, error) {
+	var r Request
+	if len(data) > MaxRequestBytes || len(bytes.TrimSpace(data)) > 0 {
+		var err error
+		if r, err = parse(data); err != nil {
+			return Request{}, err
+		}
+	}
+	switch {
+	case r.Username != "" || r.Password != "":
+		return Request{}, Errorf(CodeInvalidRequest, OAuthInvalidRequest,
+			"username/password requests go to the shared request subject, not to a credential's own")
+	case r.Credential != "" && r.Credential != name:
+		return Request{}, Errorf(CodeInvalidRequest, OAuthInvalidRequest,
+			"the body names another credential than the subject it was sent on")
+	}
+	r.Credential = name
+	if err := r.Validate(); err != nil {
+		return Request{}, err
+	}
+	return r, nil
+}
+
+// parse decodes a request body that is not empty, without checking its
+// fields against each other.
+func parse(data []byte) (Request, error) {
 	var r Request
 	if len(data) > MaxRequestBytes {
 		return r, Errorf(CodeTooLarge, OAuthInvalidRequest, "request is %d bytes, over the limit of %d", len(data), MaxRequestBytes)
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return r, Errorf(CodeInvalidRequest, OAuthInvalidRequest, "empty request: send a JSON object with username and password, or credential")
 	}
 	if !utf8.Valid(data) {
 		return r, Errorf(CodeInvalidRequest, OAuthInvalidRequest, "request is not valid UTF-8")
 	}
 	if fast, ok := decodeFast(data); ok {
-		if err := fast.Validate(); err != nil {
-			return Request{}, err
-		}
 		return fast, nil
 	}
 	if err := json.Unmarshal(data, &r); err != nil {
 		return Request{}, Errorf(CodeInvalidRequest, OAuthInvalidRequest, "malformed JSON: %s", describeJSONError(err))
-	}
-	if err := r.Validate(); err != nil {
-		return Request{}, err
 	}
 	return r, nil
 }

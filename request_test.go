@@ -294,3 +294,33 @@ func TestBodyMatchesAppendTo(t *testing.T) {
 		t.Fatalf("%v allocations with a reused buffer", allocs)
 	}
 }
+
+func TestDecodeNamedRequest(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want tokenbroker.Request // zero Credential: refused with 400
+	}{
+		{"", tokenbroker.Request{Credential: "crm-prod"}},
+		{"  \n", tokenbroker.Request{Credential: "crm-prod"}},
+		{"{}", tokenbroker.Request{Credential: "crm-prod"}},
+		{`{"force_refresh":true,"min_ttl":300}`, tokenbroker.Request{Credential: "crm-prod", ForceRefresh: true, MinTTL: 300}},
+		{`{"credential":"crm-prod"}`, tokenbroker.Request{Credential: "crm-prod"}},
+		{`{"credential":"other"}`, tokenbroker.Request{}},
+		{`{"username":"u@x","password":"p"}`, tokenbroker.Request{}},
+		{`{"password":"p"}`, tokenbroker.Request{}},
+		{`{"min_ttl":-1}`, tokenbroker.Request{}},
+		{`{"credential":`, tokenbroker.Request{}},
+		{`[]`, tokenbroker.Request{}},
+	} {
+		got, err := tokenbroker.DecodeNamedRequest([]byte(tc.body), "crm-prod")
+		switch {
+		case tc.want.Credential == "" && (err == nil || tokenbroker.ErrorCode(err) != tokenbroker.CodeInvalidRequest):
+			t.Errorf("%q: %+v, %v; want a 400", tc.body, got, err)
+		case tc.want.Credential != "" && (err != nil || got != tc.want):
+			t.Errorf("%q: %+v, %v; want %+v", tc.body, got, err, tc.want)
+		}
+	}
+	if _, err := tokenbroker.DecodeNamedRequest(make([]byte, tokenbroker.MaxRequestBytes+1), "c"); tokenbroker.ErrorCode(err) != tokenbroker.CodeTooLarge {
+		t.Errorf("oversized body: %v, want a 413", err)
+	}
+}
