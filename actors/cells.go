@@ -90,6 +90,7 @@ func (c *cell) lastUse() time.Time {
 // object.
 type snapshot struct {
 	key      cellKey
+	id       string       // credential_id, for the audit trail
 	lastHit  atomic.Int64 // Unix nanoseconds of the last hit it served, stamped at most every 50 ms
 	tok      tokenbroker.Token
 	policy   policy.Policy
@@ -102,7 +103,7 @@ type snapshot struct {
 // access token is taken from the encoded reply, so that a credential holds
 // one copy of a token of a kilobyte or two, not two.
 func newSnapshot(key cellKey, id string, tok tokenbroker.Token, p policy.Policy, v Verifier) *snapshot {
-	s := &snapshot{key: key, tok: tok, policy: p, verifier: v, user: !key.named}
+	s := &snapshot{key: key, id: id, tok: tok, policy: p, verifier: v, user: !key.named}
 	s.reply.Init(id, &tok)
 	s.tok.AccessToken = s.reply.AccessToken(tok.AccessToken)
 	return s

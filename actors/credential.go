@@ -40,6 +40,7 @@ type deps struct {
 	metrics   *metrics.Metrics
 	owner     string // this broker, in leases
 	log       *slog.Logger
+	audit     tokenbroker.Auditor
 	idle      time.Duration   // how long an unused credential stays in memory
 	refusals  *refusals       // refused sign-ins per username
 	ctx       context.Context // ended by the Router's Stop: aborts IdP calls in flight
@@ -133,7 +134,7 @@ func (a *credential) serve(g *getToken, now time.Time) {
 	tok := a.heldFor(&g.verifier)
 	if tok != nil {
 		if a.policy.Serves(tok, &g.req, now) {
-			a.reply(g, tokenbroker.ActionExisting, now)
+			a.reply(g, tokenbroker.ActionExisting, tokenbroker.SourceCache, now)
 			return
 		}
 		if err := policy.Unmeetable(tok, &g.req); err != nil {
@@ -156,9 +157,9 @@ func (a *credential) serve(g *getToken, now time.Time) {
 	}
 }
 
-// reply answers g with the current token.
-func (a *credential) reply(g *getToken, action string, now time.Time) {
-	g.respond(action, a.cur.reply.Body(action, now))
+// reply answers g with the current token, which came from source.
+func (a *credential) reply(g *getToken, action, source string, now time.Time) {
+	g.respond(action, source, a.cur.reply.Body(action, now))
 }
 
 // jobFor plans the job that gets a token for a caller whose password has
@@ -220,11 +221,11 @@ func (a *credential) finished(d jobDone) {
 		// Another broker got it; it published the event.
 		a.adopt(d.rec, now)
 		a.logger().Info("token taken from the store", "action", j.action, "expires_in", d.rec.ExpiresIn(now), "took", d.took)
-		a.answer(waiters, j.action, now)
+		a.answer(waiters, j.action, tokenbroker.SourceStore, now)
 	default:
 		a.accept(j, d, now)
 		a.logger().Info("token acquired", "grant", string(j.grant), "action", j.action, "expires_in", d.tok.ExpiresIn(now), "took", d.took)
-		a.answer(waiters, j.action, now)
+		a.answer(waiters, j.action, tokenbroker.SourceIdP, now)
 	}
 	a.idleWaitTimer()
 	if a.empty() {
@@ -245,7 +246,7 @@ func (a *credential) empty() bool {
 
 // answer gives the token just obtained to the waiters it is for, and
 // queues the others (another password's callers) for the next job.
-func (a *credential) answer(waiters []*getToken, action string, now time.Time) {
+func (a *credential) answer(waiters []*getToken, action, source string, now time.Time) {
 	var again []*getToken
 	for _, g := range waiters {
 		tok := a.heldFor(&g.verifier)
@@ -255,7 +256,7 @@ func (a *credential) answer(waiters []*getToken, action string, now time.Time) {
 		case !policy.Outlives(tok, &g.req, now):
 			g.fail(policy.Unmet(tok, &g.req, now))
 		default:
-			a.reply(g, action, now)
+			a.reply(g, action, source, now)
 		}
 	}
 	a.requeue(again, now)
@@ -354,7 +355,7 @@ func (a *credential) jobFailed(j *job, d jobDone, waiters []*getToken, now time.
 		switch {
 		case tok != nil && !rejected && a.policy.ServesStale(tok, &g.req, now):
 			// The IdP is down or throttling: the token still works, serve it.
-			a.reply(g, tokenbroker.ActionExisting, now)
+			a.reply(g, tokenbroker.ActionExisting, tokenbroker.SourceCache, now)
 		case !a.user || g.verifier.Equal(j.verifier):
 			g.fail(e)
 		default:

@@ -42,6 +42,7 @@ type harnessOpts struct {
 	idleTimeout time.Duration
 	reqTimeout  time.Duration
 	idp         []fakeidp.Option
+	auditor     tokenbroker.Auditor
 }
 
 func newHarness(t testing.TB, o harnessOpts) *harness {
@@ -93,6 +94,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 			Endpoint: oauth.Endpoint{TokenURL: idp.V2TokenURL(), ClientID: testApp, ClientSecret: testSecret, Scope: testResource + "/.default"},
 		}},
 		IdleTimeout:    o.idleTimeout,
+		Auditor:        o.auditor,
 		RequestTimeout: o.reqTimeout,
 		Now:            now,
 	})

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
@@ -16,20 +17,37 @@ type getToken struct {
 	verifier Verifier
 	rep      tokenbroker.Replier
 	pending  *pending // counts it until answered, for a clean Stop
+	audit    tokenbroker.Auditor // nil: no audit trail
 	key      cellKey
 	id       string
 	spec     *Spec
 	deadline time.Time // past it the caller gets a 504
 }
 
-func (g *getToken) respond(action string, body []byte) {
+// respond answers with a token that came from source. The record comes
+// first, so that an audit trail read after an answer holds it.
+func (g *getToken) respond(action, source string, body []byte) {
+	g.record("ok", source, action)
 	g.rep.Respond(action, body)
-	g.req.Password = ""
-	g.pending.done()
+	g.done()
 }
 
 func (g *getToken) fail(err *tokenbroker.Error) {
+	g.record(strconv.Itoa(err.Code), "", "")
 	g.rep.Fail(err)
+	g.done()
+}
+
+func (g *getToken) record(outcome, source, action string) {
+	if g.audit == nil {
+		return
+	}
+	g.audit.Audit(tokenbroker.AuditRecord{Time: time.Now(), CredentialID: g.id, Caller: g.req.Caller,
+		Transport: g.req.Transport, Outcome: outcome, Source: source, Action: action})
+}
+
+// done lets go of the request once answered.
+func (g *getToken) done() {
 	g.req.Password = ""
 	g.pending.done()
 }

@@ -59,6 +59,9 @@ type Options struct {
 	Store *store.Store
 	// Owner names this broker in leases.
 	Owner string
+	// Auditor gets a record of every answer the Router gives, cache hits
+	// included, timed on Now; nil records nothing, and costs nothing.
+	Auditor tokenbroker.Auditor
 	// MaxRefusals is how many sign-ins of one username the IdP may refuse
 	// within RefusalWindow before further ones that need the IdP get a 429
 	// without asking it. Defaults DefaultMaxRefusals and
@@ -123,7 +126,7 @@ func NewRouter(opts Options) (*Router, error) {
 	r.deps = deps{
 		host: r, client: opts.Client, store: opts.Store, publisher: opts.Publisher, metrics: opts.Metrics,
 		owner: opts.Owner, log: opts.Logger, idle: opts.IdleTimeout, now: opts.Now,
-		refusals: newRefusals(opts.MaxRefusals, opts.RefusalWindow),
+		refusals: newRefusals(opts.MaxRefusals, opts.RefusalWindow), audit: opts.Auditor,
 	}
 	if r.deps.log == nil {
 		r.deps.log = slog.New(slog.DiscardHandler)
@@ -236,18 +239,22 @@ func (r *Router) Serve(req tokenbroker.Request, rep tokenbroker.Replier) {
 // answers through rep by the request timeout.
 func (r *Router) serve(req *tokenbroker.Request, rep tokenbroker.Replier) (*snapshot, time.Time) {
 	if r.stopped.Load() {
-		rep.Fail(shuttingDown())
+		r.refuse(req, "", rep, shuttingDown())
 		return nil, time.Time{}
 	}
 	var t target
 	if err := r.resolve(req, &t); err != nil {
-		rep.Fail(err)
+		r.refuse(req, "", rep, err)
 		return nil, time.Time{}
 	}
 	now := r.deps.now()
 	s := r.cells.snapshot(t.key)
 	if s != nil && s.serves(req, &t.v, now) {
 		stamp(&s.lastHit, now)
+		if a := r.deps.audit; a != nil { // nil when off: a hit then costs no record
+			a.Audit(tokenbroker.AuditRecord{Time: now, CredentialID: s.id, Caller: req.Caller,
+				Transport: req.Transport, Outcome: "ok", Source: tokenbroker.SourceCache, Action: tokenbroker.ActionExisting})
+		}
 		return s, now
 	}
 	if !t.key.named && (s == nil || !s.owns(&t.v)) {
@@ -255,16 +262,26 @@ func (r *Router) serve(req *tokenbroker.Request, rep tokenbroker.Replier) (*snap
 		// too often: answered here, so that a flood of guesses neither
 		// reaches the IdP nor brings the username's actor back.
 		if err := r.deps.refusals.check(t.key.sum, now); err != nil {
-			rep.Fail(err)
+			r.refuse(req, t.id(), rep, err)
 			return nil, now
 		}
 	}
 	r.pending.add()
 	// The deadline is on the real clock even when tests move Now: it
 	// bounds a caller's wait, not a token's life.
-	r.redispatch(&getToken{req: *req, verifier: t.v, rep: rep, pending: &r.pending, key: t.key, id: t.id(), spec: t.spec,
-		deadline: time.Now().Add(r.opts.RequestTimeout)})
+	r.redispatch(&getToken{req: *req, verifier: t.v, rep: rep, pending: &r.pending, audit: r.deps.audit,
+		key: t.key, id: t.id(), spec: t.spec, deadline: time.Now().Add(r.opts.RequestTimeout)})
 	return nil, now
+}
+
+// refuse answers req, whose credential is id ("" when it resolved to none),
+// with err, and records it.
+func (r *Router) refuse(req *tokenbroker.Request, id string, rep tokenbroker.Replier, err *tokenbroker.Error) {
+	if a := r.deps.audit; a != nil {
+		a.Audit(tokenbroker.AuditRecord{Time: time.Now(), CredentialID: id, Caller: req.Caller,
+			Transport: req.Transport, Outcome: strconv.Itoa(err.Code)})
+	}
+	rep.Fail(err)
 }
 
 // redispatch delivers g to its credential's actor, spawning the actor when
