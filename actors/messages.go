@@ -16,7 +16,7 @@ type getToken struct {
 	req      tokenbroker.Request
 	verifier Verifier
 	rep      tokenbroker.Replier
-	pending  *pending // counts it until answered, for a clean Stop
+	pending  *pending            // counts it until answered, for a clean Stop
 	audit    tokenbroker.Auditor // nil: no audit trail
 	key      cellKey
 	id       string
