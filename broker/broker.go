@@ -80,7 +80,7 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	}
 	if b.svc, err = messaging.NewService(b.nc, subjects, b.router, messaging.ServiceOptions{
 		Logger: b.log, Metrics: b.metrics, Status: func() any { return b.router.Status() },
-		ReplyPrefixes: b.cfg.ReplyPrefixes,
+		ReplyPrefixes: b.cfg.ReplyPrefixes, NamedOnOwnSubjectOnly: !b.cfg.NamedOnSharedSubject,
 	}); err != nil {
 		return nil, fmt.Errorf("broker: token.request service: %w", err)
 	}

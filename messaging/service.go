@@ -33,12 +33,8 @@ type Service struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
 
-	// Owned by the handler goroutine: the cache-hit reply buffer, the
-	// request being handled, and a replier that no request holds (a cache
-	// hit leaves it unused, so the next request takes it).
-	buf   []byte
-	req   tokenbroker.Request
-	spare *replier
+	usersOnShared bool // NAMED_ON_SHARED_SUBJECT=false: token.request serves username/password requests only
+	audit         tokenbroker.Auditor
 
 	replyPrefixes []string     // a reply subject must start with one of them
 	dropLog       atomic.Int64 // Unix nanoseconds of the last drop logged
@@ -71,6 +67,14 @@ type ServiceOptions struct {
 	// or without the final dot. Empty means wire.DefaultReplyPrefix alone.
 	// See wire.CheckReplyPrefixes.
 	ReplyPrefixes []string
+	// NamedOnOwnSubjectOnly makes token.request refuse requests for named
+	// credentials, which are then served on token.request.<name> alone
+	// (NAMED_ON_SHARED_SUBJECT=false), so that NATS permissions decide
+	// which caller gets which credential.
+	NamedOnOwnSubjectOnly bool
+	// Auditor gets a record of each request the service refuses itself
+	// (the backend records the rest); nil records nothing.
+	Auditor tokenbroker.Auditor
 	// Status, when set, adds its fields to the custom data of the
 	// endpoint's stats, beside the Counts, so `nats micro stats
 	// tokenbroker` and `tokenbroker status` show it. It must return a value
@@ -88,7 +92,8 @@ func NewService(nc *nats.Conn, subjects wire.Subjects, backend tokenbroker.Servi
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{nc: nc, backend: backend, log: log, metrics: o.Metrics, replyPrefixes: prefixes}
+	s := &Service{nc: nc, backend: backend, log: log, metrics: o.Metrics, replyPrefixes: prefixes,
+		usersOnShared: o.NamedOnOwnSubjectOnly, audit: o.Auditor}
 	s.fast, _ = backend.(tokenbroker.AppendService)
 	cfg := micro.Config{
 		Name:        wire.ServiceName,
@@ -107,11 +112,22 @@ func NewService(nc *nats.Conn, subjects wire.Subjects, backend tokenbroker.Servi
 	if err != nil {
 		return nil, err
 	}
-	if err := svc.AddEndpoint("request", micro.HandlerFunc(s.handle),
-		micro.WithEndpointSubject(subjects.Request()),
-		micro.WithEndpointQueueGroup(wire.QueueGroup)); err != nil {
-		_ = svc.Stop()
-		return nil, err
+	// Each endpoint has a subscription, and so a delivery goroutine, of
+	// its own: each gets a handler with its own buffers.
+	shared, named := &handler{s: s}, &handler{s: s, named: true}
+	for _, ep := range []struct {
+		name, subject string
+		h             *handler
+	}{
+		{"request", subjects.Request(), shared},
+		{"request-named", subjects.NamedRequests(), named},
+	} {
+		if err := svc.AddEndpoint(ep.name, micro.HandlerFunc(ep.h.handle),
+			micro.WithEndpointSubject(ep.subject),
+			micro.WithEndpointQueueGroup(wire.QueueGroup)); err != nil {
+			_ = svc.Stop()
+			return nil, err
+		}
 	}
 	s.svc = svc
 	// Return only once the server has the subscription, so a caller told
@@ -123,7 +139,7 @@ func NewService(nc *nats.Conn, subjects wire.Subjects, backend tokenbroker.Servi
 	}
 	if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
 		_ = svc.Stop()
-		return nil, fmt.Errorf("messaging: the NATS user may not serve %s: %w", subjects.Request(), err)
+		return nil, fmt.Errorf("messaging: the NATS user may not serve %s and %s: %w", subjects.Request(), subjects.NamedRequests(), err)
 	}
 	return s, nil
 }
@@ -199,24 +215,35 @@ func (d statsData) MarshalJSON() ([]byte, error) {
 	return append(append(head[:len(head)-1], ','), body[1:]...), nil
 }
 
-// handle runs on the subscription's single delivery goroutine, so it never
-// waits: a cache hit is answered before the backend returns, anything else
-// is answered later by the credential's actor through the replier.
-func (s *Service) handle(req micro.Request) {
+// handler serves one endpoint. It runs on that endpoint's subscription's
+// single delivery goroutine, which owns its fields: the cache-hit reply
+// buffer, the request being handled, and a replier that no request holds
+// (a cache hit leaves it unused, so the next request takes it).
+type handler struct {
+	s     *Service
+	named bool // token.request.<name>: the subject names the credential
+	buf   []byte
+	req   tokenbroker.Request
+	spare *replier
+}
+
+// handle never waits: a cache hit is answered before the backend returns,
+// anything else is answered later by the credential's actor through the
+// replier.
+func (h *handler) handle(req micro.Request) {
+	s := h.s
 	s.requests.Add(1)
 	if !s.replyAllowed(req.Reply()) {
 		s.drop(req.Reply())
 		return
 	}
-	r, err := tokenbroker.DecodeRequest(req.Data())
+	r, err := h.decode(req)
 	if err != nil {
-		e := tokenbroker.AsError(err)
-		s.errors.Add(1)
-		s.metrics.Request(metrics.TransportNATS, strconv.Itoa(e.Code), "")
-		_ = req.Error(strconv.Itoa(e.Code), wire.HeaderValue(e.Description), tokenbroker.EncodeError(e))
+		h.refuse(req, tokenbroker.AsError(err))
 		return
 	}
-	rep := s.spare
+	r.Transport, r.Caller = tokenbroker.TransportNATS, callerOf(req)
+	rep := h.spare
 	if rep == nil {
 		rep = &replier{s: s}
 	}
@@ -225,11 +252,11 @@ func (s *Service) handle(req micro.Request) {
 		// The request is resolved once: a hit is appended to the one
 		// buffer the handler owns (Respond copies it out), a miss goes on
 		// to the actor with what was resolved.
-		s.req = r
-		body, hit := s.fast.ServeAppend(s.buf[:0], &s.req, rep)
-		s.req = tokenbroker.Request{} // hold no password past the call
+		h.req = r
+		body, hit := s.fast.ServeAppend(h.buf[:0], &h.req, rep)
+		h.req = tokenbroker.Request{} // hold no password past the call
 		if hit {
-			s.buf, s.spare, rep.req = body, rep, nil
+			h.buf, h.spare, rep.req = body, rep, nil
 			s.metrics.CacheHit(metrics.TransportNATS)
 			if err := req.Respond(body); err != nil {
 				s.log.Warn("reply to token request", "err", err)
@@ -239,10 +266,67 @@ func (s *Service) handle(req micro.Request) {
 	} else {
 		s.backend.Serve(r, rep)
 	}
-	s.spare = nil // handed on, or used
+	h.spare = nil // handed on, or used
 	rep.mu.Lock()
 	rep.returned = true
 	rep.mu.Unlock()
+}
+
+// decode reads the request: on a credential's own subject the subject names
+// it; on the shared one the body does, unless named credentials are served
+// on their own subjects only.
+func (h *handler) decode(req micro.Request) (tokenbroker.Request, error) {
+	if h.named {
+		subject := req.Subject()
+		return tokenbroker.DecodeNamedRequest(req.Data(), subject[strings.LastIndexByte(subject, '.')+1:])
+	}
+	r, err := tokenbroker.DecodeRequest(req.Data())
+	if err == nil && h.s.usersOnShared && !r.IsPassword() {
+		return tokenbroker.Request{}, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, tokenbroker.OAuthInvalidRequest,
+			"named credentials are served on their own subjects (the request subject followed by the name) only")
+	}
+	return r, err
+}
+
+// refuse answers a request the service refuses itself, and records it.
+func (h *handler) refuse(req micro.Request, e *tokenbroker.Error) {
+	s := h.s
+	s.errors.Add(1)
+	s.metrics.Request(metrics.TransportNATS, strconv.Itoa(e.Code), "")
+	if s.audit != nil {
+		s.audit.Audit(tokenbroker.AuditRecord{Time: time.Now(), Caller: callerOf(req),
+			Transport: tokenbroker.TransportNATS, Outcome: strconv.Itoa(e.Code)})
+	}
+	_ = req.Error(strconv.Itoa(e.Code), wire.HeaderValue(e.Description), tokenbroker.EncodeError(e))
+}
+
+// requestInfoHeader is where nats-server says who sent a request that came
+// through a service import with share: true (the importing account and
+// user), so that the exporting broker can tell its callers apart.
+const requestInfoHeader = "Nats-Request-Info"
+
+// callerOf returns "ACCOUNT/USER" from a request's Nats-Request-Info
+// header, or "" when it has none (a request from the broker's own account,
+// or an import without share: true). nats-server sets the header on a
+// request that crosses a service import with share: true; a client of the
+// broker's own account could send one of its own, so the caller it names
+// is as trustworthy as the accounts are separate (README, audit trail).
+func callerOf(req micro.Request) string {
+	info := req.Headers().Get(requestInfoHeader)
+	if info == "" {
+		return ""
+	}
+	var ci struct {
+		Account string `json:"acc"`
+		User    string `json:"user"`
+	}
+	if json.Unmarshal([]byte(info), &ci) != nil || ci.Account == "" {
+		return ""
+	}
+	if ci.User == "" {
+		return ci.Account
+	}
+	return ci.Account + "/" + ci.User
 }
 
 // replier answers one request. While the handler runs it answers through

@@ -88,7 +88,7 @@ func TestServiceAnswersWithMicroErrorHeaders(t *testing.T) {
 	// after the reply was received.
 	testkit.Eventually(t, 5*time.Second, func() error {
 		stats := svc.Stats()
-		if len(stats.Endpoints) != 1 || stats.Endpoints[0].NumRequests != len(tests) {
+		if len(stats.Endpoints) != 2 || stats.Endpoints[0].NumRequests != len(tests) {
 			return fmt.Errorf("micro stats: %+v", stats.Endpoints)
 		}
 		return nil
@@ -105,12 +105,13 @@ func TestServiceRegistersAsMicroService(t *testing.T) {
 	if err := json.Unmarshal(msg.Data, &info); err != nil {
 		t.Fatal(err)
 	}
-	if info.Name != wire.ServiceName || len(info.Endpoints) != 1 {
+	if info.Name != wire.ServiceName || len(info.Endpoints) != 2 {
 		t.Fatalf("info %+v", info)
 	}
-	ep := info.Endpoints[0]
-	if ep.Subject != "token.request" || ep.QueueGroup != wire.QueueGroup {
-		t.Fatalf("endpoint %+v", ep)
+	for i, subject := range []string{"token.request", "token.request.*"} {
+		if ep := info.Endpoints[i]; ep.Subject != subject || ep.QueueGroup != wire.QueueGroup {
+			t.Fatalf("endpoint %d: %+v, want %s in queue group %s", i, ep, subject, wire.QueueGroup)
+		}
 	}
 }
 
@@ -219,7 +220,7 @@ func TestServiceCountsEveryError(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stats micro.Stats
-	if err := json.Unmarshal(msg.Data, &stats); err != nil || len(stats.Endpoints) != 1 {
+	if err := json.Unmarshal(msg.Data, &stats); err != nil || len(stats.Endpoints) != 2 {
 		t.Fatalf("stats %s: %v", msg.Data, err)
 	}
 	var data struct {
