@@ -111,6 +111,9 @@ type Metrics struct {
 	idpDuration *prometheus.HistogramVec
 	refreshes   *prometheus.CounterVec
 	events      *prometheus.CounterVec
+	// auditDropped counts audit records the audit sink could not queue:
+	// a gap in the trail must show somewhere an alert can see it.
+	auditDropped prometheus.Counter
 
 	// The cache-hit series, resolved once: a hit is one atomic add, with no
 	// label hashing or lookup on the hot path.
@@ -151,6 +154,11 @@ func New() *Metrics {
 		Name:      "events_published_total",
 		Help:      "Events published, by kind.",
 	}, []string{"kind"})
+	m.auditDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace,
+		Name:      "audit_dropped_total",
+		Help:      "Audit records dropped because the audit sink's queue was full.",
+	})
 	credentials := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: Namespace,
 		Name:      "credentials",
@@ -164,7 +172,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.idpCalls, m.idpDuration, m.refreshes, m.events, credentials,
+		m.requests, m.idpCalls, m.idpDuration, m.refreshes, m.events, m.auditDropped, credentials,
 	)
 	m.hitNATS = m.requests.WithLabelValues(TransportNATS, OutcomeOK, tokenbroker.ActionExisting)
 	m.hitHTTP = m.requests.WithLabelValues(TransportHTTP, OutcomeOK, tokenbroker.ActionExisting)
@@ -239,6 +247,16 @@ func (m *Metrics) Event(kind string) {
 		return
 	}
 	m.events.WithLabelValues(allow(eventKinds, kind)).Inc()
+}
+
+// AuditDropped counts one audit record dropped because the audit sink's
+// queue was full. It is one atomic add: it runs where the record was made,
+// which may be a cache hit.
+func (m *Metrics) AuditDropped() {
+	if m == nil {
+		return
+	}
+	m.auditDropped.Inc()
 }
 
 // SetCredentials sets the function the tokenbroker_credentials gauge reads at

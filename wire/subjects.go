@@ -63,6 +63,11 @@ func (s Subjects) Refreshed(credentialID string) string {
 // Failed is the subject of credentialID's failed events.
 func (s Subjects) Failed(credentialID string) string { return s.prefix() + ".failed." + credentialID }
 
+// Audit is the subject of credentialID's audit records (AUDIT=nats). The
+// caller picks a token for records without a credential id: a subject
+// token cannot be empty.
+func (s Subjects) Audit(credentialID string) string { return s.prefix() + ".audit." + credentialID }
+
 // AllRefreshed matches every credential's refreshed events.
 func (s Subjects) AllRefreshed() string { return s.prefix() + ".refreshed.>" }
 
