@@ -59,6 +59,13 @@ type Options struct {
 	// Logger gets one Debug line per request (method, path, status,
 	// duration) and nothing about its content. Nil discards.
 	Logger *slog.Logger
+	// Auditor gets a record of each /requesttoken request the gateway
+	// refuses itself once its Host is allowed (405, 415, 413, a body that
+	// does not decode: 400), with the status as outcome and no credential
+	// id; the Service records the answers it gives. A request refused for
+	// its Host is not recorded: it is not for this gateway, and recording
+	// it would let any web page fill the trail. Nil records nothing.
+	Auditor tokenbroker.Auditor
 }
 
 // handler is the gateway's mux. It dispatches on the exact path by hand,
@@ -70,6 +77,7 @@ type handler struct {
 	metrics *metrics.Metrics
 	ready   func() error
 	log     *slog.Logger
+	audit   tokenbroker.Auditor
 }
 
 // NewHandler returns the gateway's handler: /requesttoken, /healthz, /readyz
@@ -79,7 +87,7 @@ func NewHandler(o Options) http.Handler {
 	if o.Service == nil {
 		panic("httpapi: NewHandler without a Service")
 	}
-	h := &handler{svc: o.Service, metrics: o.Metrics, ready: o.Ready, log: o.Logger,
+	h := &handler{svc: o.Service, metrics: o.Metrics, ready: o.Ready, log: o.Logger, audit: o.Auditor,
 		allowed: make(map[string]struct{}, len(o.AllowedHosts))}
 	for _, a := range o.AllowedHosts {
 		host := hostName(strings.TrimSpace(a))
@@ -92,6 +100,9 @@ func NewHandler(o Options) http.Handler {
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.audit == nil {
+		h.audit = tokenbroker.NopAuditor{}
 	}
 	return h
 }
@@ -128,6 +139,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// The original helper accepted GET with a JSON body too.
 		if r.Method != http.MethodPost && r.Method != http.MethodGet {
+			h.refused(r, http.StatusMethodNotAllowed)
 			methodNotAllowed(w, "GET, POST")
 			return
 		}
@@ -258,6 +270,7 @@ func (h *handler) requestToken(w http.ResponseWriter, r *http.Request) {
 		// Before reading the body: a cross-site form post is refused
 		// on its headers.
 		w.Header().Set("Accept", "application/json")
+		h.refused(r, http.StatusUnsupportedMediaType)
 		writeJSON(w, http.StatusUnsupportedMediaType, tokenbroker.EncodeError(tokenbroker.Errorf(
 			http.StatusUnsupportedMediaType, tokenbroker.OAuthInvalidRequest,
 			"the body must be JSON, sent with Content-Type: application/json")))
@@ -265,24 +278,27 @@ func (h *handler) requestToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.ContentLength > tokenbroker.MaxRequestBytes {
 		// Known to be too large before reading a byte of it.
-		h.fail(w, tooLarge())
+		h.refuse(w, r, tooLarge())
 		return
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, tokenbroker.MaxRequestBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			h.fail(w, tooLarge())
+			h.refuse(w, r, tooLarge())
 			return
 		}
-		h.fail(w, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, tokenbroker.OAuthInvalidRequest, "could not read the request body"))
+		h.refuse(w, r, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, tokenbroker.OAuthInvalidRequest, "could not read the request body"))
 		return
 	}
 	req, err := tokenbroker.DecodeRequest(data)
 	if err != nil {
-		h.fail(w, tokenbroker.AsError(err))
+		h.refuse(w, r, tokenbroker.AsError(err))
 		return
 	}
+	// For the audit trail: who asked, as the connection tells. RemoteAddr
+	// is already host:port, and assigning it costs nothing.
+	req.Transport, req.Caller = tokenbroker.TransportHTTP, r.RemoteAddr
 
 	rep := &replier{ch: make(chan answer, 1)}
 	h.svc.Serve(req, rep)
@@ -308,14 +324,34 @@ func (h *handler) requestToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.body)
 }
 
-// fail writes e and counts it.
-func (h *handler) fail(w http.ResponseWriter, e *tokenbroker.Error) {
-	status := e.Code
-	if status < 400 || status > 599 {
+// refuse answers a request the gateway refuses before the Service sees it
+// with e, and records it: the Service records the answers it gives, so
+// these would otherwise be missing from the trail.
+func (h *handler) refuse(w http.ResponseWriter, r *http.Request, e *tokenbroker.Error) {
+	h.refused(r, status(e))
+	h.fail(w, e)
+}
+
+// refused records a refusal of r with status, which has no credential id:
+// the body was not read, or did not decode.
+func (h *handler) refused(r *http.Request, status int) {
+	h.audit.Audit(tokenbroker.AuditRecord{Time: time.Now(), Caller: r.RemoteAddr,
+		Transport: tokenbroker.TransportHTTP, Outcome: strconv.Itoa(status)})
+}
+
+// status is the HTTP status of e.
+func status(e *tokenbroker.Error) int {
+	if e.Code < 400 || e.Code > 599 {
 		// Not a code of the contract: a bug somewhere, and HTTP needs an
 		// error status.
-		status = http.StatusInternalServerError
+		return http.StatusInternalServerError
 	}
+	return e.Code
+}
+
+// fail writes e and counts it.
+func (h *handler) fail(w http.ResponseWriter, e *tokenbroker.Error) {
+	status := status(e)
 	h.metrics.Request(metrics.TransportHTTP, strconv.Itoa(status), "")
 	// The two statuses whose RetryAfter tells a caller when asking again
 	// may succeed: the IdP's own throttling (503) and a username locked
