@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/bcrypt"
 
@@ -37,9 +38,10 @@ const exampleNATSConfig = "../examples/nats-auth/nats.conf"
 // Passwords of the example config's users, handed to it through the
 // environment variables it references.
 const (
-	secBrokerPassword   = "broker-pw-3f9c2a7d1e"
-	secCallerPassword   = "caller-pw-8b1d4e6f0a"
-	secConsumerPassword = "consumer-pw-5c7a9e2b4d"
+	secBrokerPassword    = "broker-pw-3f9c2a7d1e"
+	secCallerPassword    = "caller-pw-8b1d4e6f0a"
+	secCallerCRMPassword = "caller-crm-pw-2e4a6c8b0d"
+	secConsumerPassword  = "consumer-pw-5c7a9e2b4d"
 )
 
 // The named credential of the end-to-end test.
@@ -61,6 +63,7 @@ func setExamplePasswords(t *testing.T) {
 	}
 	t.Setenv("TOKENBROKER_NATS_PASSWORD", secBrokerPassword)
 	t.Setenv("CALLER_NATS_PASSWORD", string(hash))
+	t.Setenv("CALLER_CRM_NATS_PASSWORD", secCallerCRMPassword)
 	t.Setenv("CONSUMER_CRM_NATS_PASSWORD", secConsumerPassword)
 }
 
@@ -118,14 +121,15 @@ func (c asyncErrors) wait(t *testing.T, want string) error {
 	}
 }
 
-// connectAs connects to url as user of the example config.
-func connectAs(t *testing.T, url, user, password string, errs asyncErrors) *nats.Conn {
+// connectAs connects to url as user of the example config, with more
+// options if given (an inbox prefix).
+func connectAs(t *testing.T, url, user, password string, errs asyncErrors, more ...nats.Option) *nats.Conn {
 	t.Helper()
 	if errs == nil {
 		errs = make(asyncErrors) // unbuffered: drops them, instead of nats.go printing them
 	}
 	opts := []nats.Option{nats.Name(user), nats.UserInfo(user, password), nats.ErrorHandler(errs.handler)}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(url, append(opts, more...)...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -208,6 +212,7 @@ func TestExampleConfigPermissions(t *testing.T) {
 		{"broker runs no consumer on the leases", "broker", secBrokerPassword, "", "$JS.API.CONSUMER.CREATE.KV_tokenbroker_leases.w1", false},
 		{"broker lists no streams", "broker", secBrokerPassword, "", "$JS.API.STREAM.LIST", false},
 		{"caller sends requests", "caller", secCallerPassword, "", "token.request", true},
+		{"caller asks for a credential on its subject", "caller", secCallerPassword, "", "token.request.crm-prod", true},
 		{"caller reads its replies", "caller", secCallerPassword, "_INBOX.abc.*", "", true},
 		{"caller cannot watch refreshed tokens", "caller", secCallerPassword, "token.refreshed.>", "", false},
 		{"caller cannot watch one credential", "caller", secCallerPassword, "token.refreshed.crm-prod", "", false},
@@ -216,6 +221,15 @@ func TestExampleConfigPermissions(t *testing.T) {
 		{"caller cannot read the token state", "caller", secCallerPassword, "", "$JS.API.DIRECT.GET.KV_tokenbroker_tokens.$KV.tokenbroker_tokens.crm-prod", false},
 		{"caller cannot write the token state", "caller", secCallerPassword, "", "$KV.tokenbroker_tokens.crm-prod", false},
 		{"caller cannot read the broker's inbox", "caller", secCallerPassword, "_INBOX_tokenbroker.>", "", false},
+		{"caller-crm asks for crm-prod", "caller-crm", secCallerCRMPassword, "", "token.request.crm-prod", true},
+		{"caller-crm reads its replies", "caller-crm", secCallerCRMPassword, "_INBOX_crm.abc.*", "", true},
+		{"caller-crm cannot ask for another credential", "caller-crm", secCallerCRMPassword, "", "token.request.hr-prod", false},
+		{"caller-crm cannot use the shared subject", "caller-crm", secCallerCRMPassword, "", "token.request", false},
+		{"caller-crm cannot read the other callers' replies", "caller-crm", secCallerCRMPassword, "_INBOX.>", "", false},
+		{"caller-crm cannot read every inbox", "caller-crm", secCallerCRMPassword, ">", "", false},
+		{"caller-crm cannot watch crm-prod's events", "caller-crm", secCallerCRMPassword, "token.refreshed.crm-prod", "", false},
+		{"caller-crm cannot serve its credential", "caller-crm", secCallerCRMPassword, "token.request.crm-prod", "", false},
+		{"caller-crm cannot forge events", "caller-crm", secCallerCRMPassword, "", "token.refreshed.crm-prod", false},
 		{"consumer watches its credential", "consumer-crm", secConsumerPassword, "token.refreshed.crm-prod", "", true},
 		{"consumer watches its failures", "consumer-crm", secConsumerPassword, "token.failed.crm-prod", "", true},
 		{"consumer cannot watch every credential", "consumer-crm", secConsumerPassword, "token.refreshed.>", "", false},
@@ -251,6 +265,7 @@ func TestExampleConfigPermissions(t *testing.T) {
 		{"no user", "", ""},
 		{"wrong password", "caller", "not-the-password"},
 		{"another user's password", "consumer-crm", secCallerPassword},
+		{"caller's password for caller-crm", "caller-crm", secCallerPassword},
 		{"the caller's bcrypt hash as password", "caller", os.Getenv("CALLER_NATS_PASSWORD")},
 		{"unknown user", "admin", secBrokerPassword},
 	}
@@ -268,7 +283,7 @@ func TestExampleConfigPermissions(t *testing.T) {
 			if !errors.Is(err, nats.ErrAuthorization) {
 				t.Fatalf("want an authorization violation, got %v", err)
 			}
-			assertNoSecretIn(t, err.Error(), secBrokerPassword, secCallerPassword, secConsumerPassword, "not-the-password")
+			assertNoSecretIn(t, err.Error(), secBrokerPassword, secCallerPassword, secCallerCRMPassword, secConsumerPassword, "not-the-password")
 		})
 	}
 }
@@ -775,4 +790,188 @@ func (p *testPKI) serverTLS(t *testing.T) *tls.Config {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    p.caPool,
 	}
+}
+
+// The second named credential of the tests of who may have which token:
+// the one that caller-crm and the CRM team must not get.
+const (
+	hrCredential   = "hr-prod"
+	hrClientID     = "hr-prod-app"
+	hrClientSecret = "hr-prod-client-secret-value"
+	hrScope        = "https://hr.example/.default"
+)
+
+// startTeamsBroker starts a broker whose embedded server runs the NATS
+// configuration natsConfig on a random loopback port, logged in as
+// "broker", serving brokertest's default profile (username/password
+// requests) and the named credentials crm-prod and hr-prod, all at one fake
+// IdP. adjust changes the config last, as a README says to run the example.
+func startTeamsBroker(t *testing.T, natsConfig string, adjust func(*config.Config)) (*broker.Broker, *fakeidp.Server, *testkit.LogBuffer) {
+	t.Helper()
+	idp := brokertest.StartIdP(t, time.Hour, fakeidp.WithClient(secClientID, secClientSecret),
+		fakeidp.WithClient(hrClientID, hrClientSecret))
+	cfg := brokertest.Config(idp, 10*time.Minute)
+	cfg.NATSConfig = natsConfig
+	cfg.NATSUser, cfg.NATSPassword = "broker", tokenbroker.Secret(secBrokerPassword)
+	cfg.Credentials = []config.Credential{
+		{Name: secCredential, Grant: config.GrantClientCredentials, TokenEndpoint: idp.V2TokenURL(),
+			ClientID: secClientID, ClientSecret: tokenbroker.Secret(secClientSecret), Scope: secScope,
+			RefreshThreshold: 10 * time.Minute, KeepWarm: true},
+		{Name: hrCredential, Grant: config.GrantClientCredentials, TokenEndpoint: idp.V2TokenURL(),
+			ClientID: hrClientID, ClientSecret: tokenbroker.Secret(hrClientSecret), Scope: hrScope,
+			RefreshThreshold: 10 * time.Minute, KeepWarm: true},
+	}
+	if adjust != nil {
+		adjust(cfg)
+	}
+	logs := &testkit.LogBuffer{}
+	b := brokertest.StartBroker(t, cfg, broker.Options{Logger: logs.Logger()})
+	// The broker's subscriptions were accepted: Start flushed after making
+	// them, so a refusal would show here.
+	if err := b.Conn().LastError(); err != nil {
+		t.Fatalf("broker connection: %v", err)
+	}
+	return b, idp, logs
+}
+
+// askToken sends body on subject over nc and returns the broker's reply,
+// which must be a token.
+func askToken(t *testing.T, nc *nats.Conn, subject, body string) tokenbroker.Reply {
+	t.Helper()
+	msg, err := nc.Request(subject, []byte(body), 10*time.Second)
+	if err != nil {
+		t.Fatalf("%s %s: %v", subject, body, err)
+	}
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		t.Fatalf("%s %s: error %s: %s", subject, body, code, msg.Data)
+	}
+	var reply tokenbroker.Reply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil || reply.AccessToken == "" {
+		t.Fatalf("%s %s: reply %s (%v)", subject, body, msg.Data, err)
+	}
+	return reply
+}
+
+// askCode sends body on subject over nc and returns the error code the
+// broker answered with; a token fails the test.
+func askCode(t *testing.T, nc *nats.Conn, subject, body string) string {
+	t.Helper()
+	msg, err := nc.Request(subject, []byte(body), 10*time.Second)
+	if err != nil {
+		t.Fatalf("%s %s: %v", subject, body, err)
+	}
+	code := msg.Header.Get(micro.ErrorCodeHeader)
+	if code == "" || strings.Contains(string(msg.Data), "accesstoken") {
+		t.Fatalf("%s %s: answered with a token, want an error", subject, body)
+	}
+	return code
+}
+
+// wantToken fails unless reply is a token of credentialID that the IdP
+// issued to clientID.
+func wantToken(t *testing.T, idp *fakeidp.Server, reply tokenbroker.Reply, credentialID, clientID string) {
+	t.Helper()
+	if reply.CredentialID != credentialID {
+		t.Fatalf("credential_id %q, want %q", reply.CredentialID, credentialID)
+	}
+	if app := idp.Claims(reply.AccessToken)["appid"]; app != clientID {
+		t.Fatalf("a token of the IdP's client %v, want %s", app, clientID)
+	}
+}
+
+// userRequest is a username/password request of brokertest's user.
+var userRequest = `{"username":"` + brokertest.User + `","password":"` + brokertest.Password + `"}`
+
+// TestExampleConfigLimitsACallerToOneCredential runs a broker on the example
+// config as its README says for caller-crm (NAMED_ON_SHARED_SUBJECT=false,
+// REPLY_PREFIXES=_INBOX.,_INBOX_crm): caller-crm gets crm-prod on
+// token.request.crm-prod and nothing else, whatever it sends; caller still
+// gets any credential, on each one's own subject; token.request serves
+// username/password requests only.
+func TestExampleConfigLimitsACallerToOneCredential(t *testing.T) {
+	setExamplePasswords(t)
+	loadExampleConfig(t)
+	b, idp, logs := startTeamsBroker(t, exampleNATSConfig, func(cfg *config.Config) {
+		cfg.NamedOnSharedSubject = false
+		cfg.ReplyPrefixes = []string{"_INBOX.", "_INBOX_crm"}
+	})
+	url := b.ClientURL()
+	crmErrs := make(asyncErrors, 8)
+	crm := connectAs(t, url, "caller-crm", secCallerCRMPassword, crmErrs, nats.CustomInboxPrefix("_INBOX_crm"))
+
+	// crm-prod on its own subject, with an empty body, {}, or options.
+	var crmToken string
+	for _, body := range []string{"", "{}", `{"force_refresh":true}`, `{"min_ttl":60}`, `{"credential":"crm-prod"}`} {
+		reply := askToken(t, crm, "token.request.crm-prod", body)
+		wantToken(t, idp, reply, secCredential, secClientID)
+		crmToken = reply.AccessToken
+	}
+
+	// A body that names another credential, or carries a username, is a
+	// 400 there, and no token.
+	for _, body := range []string{`{"credential":"hr-prod"}`, userRequest} {
+		if code := askCode(t, crm, "token.request.crm-prod", body); code != "400" {
+			t.Fatalf("token.request.crm-prod %s: code %s, want 400", body, code)
+		}
+	}
+
+	// Anything else the server refuses: another credential's subject, and
+	// the shared subject, for any credential.
+	before := b.Service().Counts().Requests
+	for _, r := range []struct{ subject, body string }{
+		{"token.request.hr-prod", ""},
+		{"token.request", `{"credential":"hr-prod"}`},
+		{"token.request", `{"credential":"crm-prod"}`},
+		{"token.request", userRequest},
+	} {
+		if err := crm.PublishRequest(r.subject, crm.NewRespInbox(), []byte(r.body)); err != nil {
+			t.Fatal(err)
+		}
+		if err := crm.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		assertPermissionViolation(t, crmErrs.wait(t, strconv.Quote(r.subject)))
+	}
+	// So the broker never got them. One more request on crm-prod's subject
+	// is served by the same subscription as token.request.hr-prod, after
+	// it: it is the only request the broker got since.
+	askToken(t, crm, "token.request.crm-prod", "")
+	if n := b.Service().Counts().Requests - before; n != 1 {
+		t.Fatalf("the broker got %d requests, want only the one allowed", n)
+	}
+
+	// caller holds token.request: there it gets username/password tokens
+	// only, not crm-prod, with NAMED_ON_SHARED_SUBJECT=false.
+	caller := connectAs(t, url, "caller", secCallerPassword, nil)
+	if code := askCode(t, caller, "token.request", `{"credential":"crm-prod"}`); code != "400" {
+		t.Fatalf("a named credential on token.request: code %s, want 400", code)
+	}
+	user := askToken(t, caller, "token.request", userRequest)
+	if !strings.HasPrefix(user.CredentialID, "u-") || idp.Claims(user.AccessToken)["upn"] != brokertest.User {
+		t.Fatalf("username/password reply: credential_id %q, claims %v", user.CredentialID, idp.Claims(user.AccessToken))
+	}
+	// Its token.request.* gives it every named credential.
+	wantToken(t, idp, askToken(t, caller, "token.request.hr-prod", ""), hrCredential, hrClientID)
+	wantToken(t, idp, askToken(t, caller, "token.request.crm-prod", ""), secCredential, secClientID)
+
+	// caller reads _INBOX.>, and none of caller-crm's replies: they go to
+	// _INBOX_crm. The reply is routed to every matching subscription at
+	// once, so once caller-crm has it, a Flush of caller has read any copy.
+	snoop, err := caller.SubscribeSync("_INBOX.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caller.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	askToken(t, crm, "token.request.crm-prod", `{"force_refresh":true}`)
+	if err := caller.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := snoop.Pending(); n != 0 {
+		t.Fatalf("caller read %d of caller-crm's replies", n)
+	}
+
+	assertNoSecretIn(t, logs.String(), secBrokerPassword, secCallerPassword, secCallerCRMPassword,
+		secClientSecret, hrClientSecret, brokertest.Password, crmToken)
 }
