@@ -20,7 +20,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/actors"
+	"github.com/tokenbroker/tokenbroker/audit"
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/guard"
 	"github.com/tokenbroker/tokenbroker/httpapi"
@@ -53,6 +55,7 @@ type Broker struct {
 	server   *server.Server // the embedded NATS server; nil with NATS_URL
 	nc       *nats.Conn
 	router   *actors.Router
+	audit    *audit.Sink // nil with AUDIT=off
 	svc      *messaging.Service
 	http     *httpapi.Server // nil when HTTP_ADDR is empty
 	httpAddr string
@@ -75,12 +78,14 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 		return nil, err
 	}
 	subjects := wire.Subjects{Prefix: cfg.SubjectPrefix}
+	b.startAudit(subjects)
 	if err := b.startRouter(subjects, o); err != nil {
 		return nil, err
 	}
 	if b.svc, err = messaging.NewService(b.nc, subjects, b.router, messaging.ServiceOptions{
 		Logger: b.log, Metrics: b.metrics, Status: func() any { return b.router.Status() },
 		ReplyPrefixes: b.cfg.ReplyPrefixes, NamedOnOwnSubjectOnly: !b.cfg.NamedOnSharedSubject,
+		Auditor: b.auditor(),
 	}); err != nil {
 		return nil, fmt.Errorf("broker: token.request service: %w", err)
 	}
@@ -90,7 +95,7 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 		}
 	}
 	b.log.Info("serving", "subject", subjects.Request(), "queue_group", wire.QueueGroup,
-		"default_profile", cfg.HasDefault(), "named_credentials", len(cfg.Credentials))
+		"default_profile", cfg.HasDefault(), "named_credentials", len(cfg.Credentials), "audit", b.auditMode())
 	return b, nil
 }
 
@@ -126,6 +131,46 @@ func (b *Broker) connect() error {
 	var err error
 	b.nc, err = messaging.Connect(url, co)
 	return err
+}
+
+// auditMode is AUDIT, with a Config built by hand that left it empty taking
+// the documented default.
+func (b *Broker) auditMode() string {
+	if b.cfg.Audit == "" {
+		return config.AuditLog
+	}
+	return b.cfg.Audit
+}
+
+// startAudit starts the audit trail's sink as AUDIT says: the lines go to
+// the broker's own logger, so LOG_FORMAT applies to them, and with
+// AUDIT=nats the records also go out on the broker's connection.
+func (b *Broker) startAudit(subjects wire.Subjects) {
+	o := audit.Options{Logger: b.log, Subjects: subjects, Metrics: b.metrics}
+	switch b.auditMode() {
+	case config.AuditOff:
+		return
+	case config.AuditNATS:
+		o.Conn = b.nc
+	}
+	b.audit = audit.New(o)
+}
+
+// auditor is what the Router and the transports record answers with. A nil
+// *audit.Sink must not become a non-nil Auditor that panics on use.
+func (b *Broker) auditor() tokenbroker.Auditor {
+	if b.audit == nil {
+		return tokenbroker.NopAuditor{}
+	}
+	return b.audit
+}
+
+// stopAudit writes the records still queued, until ctx is done.
+func (b *Broker) stopAudit(ctx context.Context) error {
+	if b.audit == nil {
+		return nil
+	}
+	return b.audit.Stop(ctx)
 }
 
 // startRouter starts the actor engine and the Router over it, with the
@@ -181,6 +226,7 @@ func (b *Broker) routerOptions(subjects wire.Subjects, idpHTTP *http.Client) (ac
 		IdleTimeout:    cfg.IdleTimeout,
 		RequestTimeout: cfg.RequestTimeout,
 		Logger:         b.log,
+		Auditor:        b.auditor(),
 	}, nil
 }
 
@@ -299,7 +345,7 @@ func (b *Broker) startHTTP() error {
 	// No request timeout here: the Router answers every request by
 	// REQUEST_TIMEOUT, a 504 at worst, on HTTP as on NATS.
 	h := httpapi.NewHandler(httpapi.Options{
-		Service: b.router, Metrics: b.metrics, Ready: b.Ready, Logger: b.log,
+		Service: b.router, Metrics: b.metrics, Ready: b.Ready, Logger: b.log, Auditor: b.auditor(),
 		// HTTP_ADDR's host is one of the gateway's own names when it is
 		// a name; httpapi ignores a wildcard address.
 		AllowedHosts: append([]string{b.cfg.HTTPAddr}, b.cfg.HTTPAllowedHosts...),
@@ -403,6 +449,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		errs = append(errs, b.router.Stop(ctx))
 	}
 	errs = append(errs, <-httpDone)
+	// Last of all that answers: the answers given while the others
+	// stopped are in the trail too.
+	errs = append(errs, b.stopAudit(ctx))
 	b.close()
 	return errors.Join(errs...)
 }
@@ -410,6 +459,13 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 func (b *Broker) close() {
 	if b.http != nil && b.svc == nil {
 		_ = b.http.Shutdown(context.Background()) // start-up failed after it
+	}
+	if b.audit != nil {
+		// Start-up failed after it (Shutdown stopped it already): write
+		// what it has while the connection is still open.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = b.audit.Stop(ctx)
+		cancel()
 	}
 	if b.nc != nil {
 		// Push out replies and events already handed to the connection,
