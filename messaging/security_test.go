@@ -194,7 +194,11 @@ func TestExampleConfigPermissions(t *testing.T) {
 		{"broker answers micro discovery", "broker", secBrokerPassword, "$SRV.PING.tokenbroker", "", true},
 		{"broker publishes refreshed events", "broker", secBrokerPassword, "", "token.refreshed.crm-prod", true},
 		{"broker publishes failed events", "broker", secBrokerPassword, "", "token.failed.crm-prod", true},
+		{"broker publishes audit records", "broker", secBrokerPassword, "", "token.audit.crm-prod", true},
 		{"broker does not read events", "broker", secBrokerPassword, "token.refreshed.>", "", false},
+		{"broker does not read audit records", "broker", secBrokerPassword, "token.audit.>", "", false},
+		{"broker does not send requests", "broker", secBrokerPassword, "", "token.request.crm-prod", false},
+		{"broker does not send shared requests", "broker", secBrokerPassword, "", "token.request", false},
 		{"broker does not write into inboxes unasked", "broker", secBrokerPassword, "", "_INBOX.someone.else", false},
 		{"broker does not read inboxes", "broker", secBrokerPassword, "_INBOX.>", "", false},
 		{"broker reads its own inbox", "broker", secBrokerPassword, "_INBOX_tokenbroker.abc.*", "", true},
@@ -217,6 +221,8 @@ func TestExampleConfigPermissions(t *testing.T) {
 		{"caller cannot watch refreshed tokens", "caller", secCallerPassword, "token.refreshed.>", "", false},
 		{"caller cannot watch one credential", "caller", secCallerPassword, "token.refreshed.crm-prod", "", false},
 		{"caller cannot forge events", "caller", secCallerPassword, "", "token.refreshed.crm-prod", false},
+		{"caller cannot read the audit trail", "caller", secCallerPassword, "token.audit.>", "", false},
+		{"caller cannot forge audit records", "caller", secCallerPassword, "", "token.audit.crm-prod", false},
 		{"caller cannot serve requests", "caller", secCallerPassword, "token.request", "", false},
 		{"caller cannot read the token state", "caller", secCallerPassword, "", "$JS.API.DIRECT.GET.KV_tokenbroker_tokens.$KV.tokenbroker_tokens.crm-prod", false},
 		{"caller cannot write the token state", "caller", secCallerPassword, "", "$KV.tokenbroker_tokens.crm-prod", false},
@@ -801,15 +807,19 @@ const (
 	hrScope        = "https://hr.example/.default"
 )
 
-// startTeamsBroker starts a broker whose embedded server runs the NATS
+// startTeamsIdP runs a fake IdP for brokertest's default profile and for
+// the clients of crm-prod and hr-prod.
+func startTeamsIdP(t *testing.T) *fakeidp.Server {
+	t.Helper()
+	return brokertest.StartIdP(t, time.Hour, fakeidp.WithClient(secClientID, secClientSecret),
+		fakeidp.WithClient(hrClientID, hrClientSecret))
+}
+
+// teamsConfig is a broker config whose embedded server runs the NATS
 // configuration natsConfig on a random loopback port, logged in as
 // "broker", serving brokertest's default profile (username/password
-// requests) and the named credentials crm-prod and hr-prod, all at one fake
-// IdP. adjust changes the config last, as a README says to run the example.
-func startTeamsBroker(t *testing.T, natsConfig string, adjust func(*config.Config)) (*broker.Broker, *fakeidp.Server, *testkit.LogBuffer) {
-	t.Helper()
-	idp := brokertest.StartIdP(t, time.Hour, fakeidp.WithClient(secClientID, secClientSecret),
-		fakeidp.WithClient(hrClientID, hrClientSecret))
+// requests) and the named credentials crm-prod and hr-prod at idp.
+func teamsConfig(idp *fakeidp.Server, natsConfig string) *config.Config {
 	cfg := brokertest.Config(idp, 10*time.Minute)
 	cfg.NATSConfig = natsConfig
 	cfg.NATSUser, cfg.NATSPassword = "broker", tokenbroker.Secret(secBrokerPassword)
@@ -821,17 +831,32 @@ func startTeamsBroker(t *testing.T, natsConfig string, adjust func(*config.Confi
 			ClientID: hrClientID, ClientSecret: tokenbroker.Secret(hrClientSecret), Scope: hrScope,
 			RefreshThreshold: 10 * time.Minute, KeepWarm: true},
 	}
+	return cfg
+}
+
+// startTeamsBroker starts a broker on teamsConfig at a fresh IdP. adjust
+// changes the config last, as a README says to run the example.
+func startTeamsBroker(t *testing.T, natsConfig string, adjust func(*config.Config)) (*broker.Broker, *fakeidp.Server, *testkit.LogBuffer) {
+	t.Helper()
+	idp := startTeamsIdP(t)
+	cfg := teamsConfig(idp, natsConfig)
 	if adjust != nil {
 		adjust(cfg)
 	}
 	logs := &testkit.LogBuffer{}
+	return startLogged(t, cfg, logs), idp, logs
+}
+
+// startLogged starts a broker on cfg logging to logs, and checks that the
+// server accepted its subscriptions: Start flushed after making them, so a
+// refusal would show on its connection.
+func startLogged(t *testing.T, cfg *config.Config, logs *testkit.LogBuffer) *broker.Broker {
+	t.Helper()
 	b := brokertest.StartBroker(t, cfg, broker.Options{Logger: logs.Logger()})
-	// The broker's subscriptions were accepted: Start flushed after making
-	// them, so a refusal would show here.
 	if err := b.Conn().LastError(); err != nil {
 		t.Fatalf("broker connection: %v", err)
 	}
-	return b, idp, logs
+	return b
 }
 
 // askToken sends body on subject over nc and returns the broker's reply,
