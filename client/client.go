@@ -109,7 +109,9 @@ func (e *NoReplyError) Error() string { return e.Broker.Error() + ": " + e.Err.E
 // Unwrap returns Broker and Err, for errors.Is and errors.As.
 func (e *NoReplyError) Unwrap() []error { return []error{e.Broker, e.Err} }
 
-// Token sends req to a broker on <prefix>.request and returns its reply.
+// Token sends req to a broker and returns its reply: a named credential on
+// its own subject, <prefix>.request.<name>, which NATS permissions can grant
+// a caller alone; a username/password request on <prefix>.request.
 //
 // When ctx has no deadline the request is bounded by the Client's timeout
 // (WithTimeout). The errors are:
@@ -131,8 +133,8 @@ func (c *Client) Token(ctx context.Context, req tokenbroker.Request) (*tokenbrok
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	subject := c.subjects.Request()
-	msg, err := c.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: wire.EncodeRequest(req)})
+	subject, data := wire.RequestMsg(c.subjects, req)
+	msg, err := c.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data})
 	if err != nil {
 		return nil, c.noReply(ctx, subject, err)
 	}

@@ -57,8 +57,10 @@ func ctxFor(t *testing.T) context.Context {
 	return ctx
 }
 
-// requestCounter counts the messages on token.request with a plain
-// subscriber, outside the broker's queue group, so it sees every request.
+// requestCounter counts the messages on token.request and on a credential's
+// own token.request.<name> with a plain subscriber, outside the broker's
+// queue group, so it sees every request. One subscription takes both, so
+// that the sentinel comes after every request before it.
 type requestCounter struct {
 	n        atomic.Int64
 	sentinel chan struct{}
@@ -70,7 +72,10 @@ const sentinelHeader = "X-Test-Sentinel"
 func countRequests(t *testing.T, nc *nats.Conn) *requestCounter {
 	t.Helper()
 	rc := &requestCounter{sentinel: make(chan struct{}, 16), nc: nc}
-	sub, err := nc.Subscribe("token.request", func(m *nats.Msg) {
+	sub, err := nc.Subscribe("token.>", func(m *nats.Msg) {
+		if m.Subject != "token.request" && !strings.HasPrefix(m.Subject, "token.request.") {
+			return // an event
+		}
 		if m.Header.Get(sentinelHeader) != "" {
 			rc.sentinel <- struct{}{}
 			return
@@ -207,13 +212,15 @@ func TestTokenNoBroker(t *testing.T) {
 }
 
 // silent returns a connection to a NATS server where something subscribes
-// to token.request but never answers.
+// to token.request and token.request.* but never answers.
 func silent(t *testing.T) *nats.Conn {
 	t.Helper()
 	s := natstest.StartServer(t)
 	mute := natstest.Connect(t, s)
-	if _, err := mute.Subscribe("token.request", func(*nats.Msg) {}); err != nil {
-		t.Fatal(err)
+	for _, subject := range []string{"token.request", "token.request.*"} {
+		if _, err := mute.Subscribe(subject, func(*nats.Msg) {}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := mute.Flush(); err != nil {
 		t.Fatal(err)
@@ -257,13 +264,15 @@ func TestTokenWire(t *testing.T) {
 	responder := natstest.Connect(t, s)
 	got := make(chan string, 1)
 	answers := make(chan *nats.Msg, 1)
-	if _, err := responder.Subscribe("tb.request", func(m *nats.Msg) {
-		got <- string(m.Data)
-		a := <-answers
-		a.Subject = m.Reply
-		_ = responder.PublishMsg(a)
-	}); err != nil {
-		t.Fatal(err)
+	for _, subject := range []string{"tb.request", "tb.request.*"} {
+		if _, err := responder.Subscribe(subject, func(m *nats.Msg) {
+			got <- m.Subject + " " + string(m.Data)
+			a := <-answers
+			a.Subject = m.Reply
+			_ = responder.PublishMsg(a)
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := responder.Flush(); err != nil {
 		t.Fatal(err)
@@ -283,17 +292,21 @@ func TestTokenWire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `{"username":"u","password":"p@ss","force_refresh":true,"min_ttl":60}`; <-got != want {
+	if want := `tb.request {"username":"u","password":"p@ss","force_refresh":true,"min_ttl":60}`; <-got != want {
 		t.Fatalf("wire request, want %s", want)
 	}
 	if rep.AccessToken != "tok" || rep.ExpiresOn != "1526704330" || rep.CredentialID != "x" || rep.ExpiresIn != 3599 {
 		t.Fatalf("reply %+v", rep)
 	}
 
-	// Description falls back to the Nats-Service-Error header.
+	// A named credential goes to its own subject, the body carrying only
+	// what the subject does not say; and the description falls back to
+	// the Nats-Service-Error header.
 	answer(map[string]string{"Nats-Service-Error": "throttled", "Nats-Service-Error-Code": "503"}, "")
-	_, err = c.Token(ctxFor(t), tokenbroker.Request{Credential: "x"})
-	<-got
+	_, err = c.Token(ctxFor(t), tokenbroker.Request{Credential: "x", MinTTL: 30})
+	if want := `tb.request.x {"min_ttl":30}`; <-got != want {
+		t.Fatalf("wire request, want %s", want)
+	}
 	if be := wantError(t, err, tokenbroker.CodeUnavailable, "temporarily_unavailable"); be.Description != "throttled" {
 		t.Fatalf("description %q", be.Description)
 	}

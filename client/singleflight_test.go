@@ -22,7 +22,7 @@ func TestTokenSourceSingleFlight(t *testing.T) {
 	responder := natstest.Connect(t, s)
 	var requests atomic.Int64
 	release := make(chan struct{})
-	if _, err := responder.Subscribe("token.request", func(m *nats.Msg) {
+	if _, err := responder.Subscribe("token.request.*", func(m *nats.Msg) {
 		n := requests.Add(1)
 		if n > 1 {
 			<-release

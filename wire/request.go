@@ -33,3 +33,16 @@ func EncodeRequest(req tokenbroker.Request) []byte {
 	})
 	return data
 }
+
+// RequestMsg returns the subject and body to send req on: a named
+// credential's own subject (token.request.<name>), with a body that carries
+// only force_refresh and min_ttl, so that NATS permissions on that subject
+// decide who may have the credential; token.request for a
+// username/password request, or a name that cannot be a subject token
+// (which the broker then refuses for what it is).
+func RequestMsg(s Subjects, req tokenbroker.Request) (subject string, data []byte) {
+	if req.Credential != "" && req.Username == "" && req.Password.IsZero() && ValidName(req.Credential) {
+		return s.RequestFor(req.Credential), EncodeRequest(tokenbroker.Request{ForceRefresh: req.ForceRefresh, MinTTL: req.MinTTL})
+	}
+	return s.Request(), EncodeRequest(req)
+}
