@@ -240,13 +240,14 @@ func TestAccountsExampleNamesTheCaller(t *testing.T) {
 		t.Fatalf("the broker sees the caller %q, want CRM/crm-app", caller)
 	}
 
-	// The audit trail: the token CRM got, and a request the broker refused.
+	// The audit trail: the token CRM got, and a request the broker refused on
+	// crm-prod's own subject, recorded under crm-prod.
 	if code := askCode(t, crm, "token.request.crm-prod", `{"credential":"hr-prod"}`); code != "400" {
 		t.Fatalf("code %s, want 400", code)
 	}
 	want := []string{
 		"msg=audit credential_id=crm-prod caller=CRM/crm-app transport=nats outcome=ok",
-		"msg=audit credential_id=\"\" caller=CRM/crm-app transport=nats outcome=400",
+		"msg=audit credential_id=crm-prod caller=CRM/crm-app transport=nats outcome=400",
 	}
 	testkit.Eventually(t, 10*time.Second, func() error {
 		l := logs.String()

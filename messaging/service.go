@@ -288,13 +288,19 @@ func (h *handler) decode(req micro.Request) (tokenbroker.Request, error) {
 	return r, err
 }
 
-// refuse answers a request the service refuses itself, and records it.
+// refuse answers a request the service refuses itself, and records it:
+// under the credential its subject names, if it names one, so that whoever
+// watches a credential's audit subject sees the attempts refused on it.
 func (h *handler) refuse(req micro.Request, e *tokenbroker.Error) {
 	s := h.s
 	s.errors.Add(1)
 	s.metrics.Request(metrics.TransportNATS, strconv.Itoa(e.Code), "")
 	if s.audit != nil {
-		s.audit.Audit(tokenbroker.AuditRecord{Time: time.Now(), Caller: callerOf(req),
+		var id string
+		if h.named {
+			id = req.Subject()[strings.LastIndexByte(req.Subject(), '.')+1:]
+		}
+		s.audit.Audit(tokenbroker.AuditRecord{Time: time.Now(), CredentialID: id, Caller: callerOf(req),
 			Transport: tokenbroker.TransportNATS, Outcome: strconv.Itoa(e.Code)})
 	}
 	_ = req.Error(strconv.Itoa(e.Code), wire.HeaderValue(e.Description), tokenbroker.EncodeError(e))
