@@ -1,14 +1,12 @@
 package broker_test
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tokenbroker/tokenbroker"
@@ -16,7 +14,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/internal/brokertest"
 	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
-	"github.com/tokenbroker/tokenbroker/store"
 )
 
 // prompt bounds a start-up that must not wait on a timeout: the bug it
@@ -160,21 +157,7 @@ func garble(t *testing.T, value []byte) []byte {
 // putRaw writes value as the record of id, below the store.
 func putRaw(t *testing.T, url, id string, value []byte) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	kv, err := js.KeyValue(ctx, store.DefaultBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv, ctx := tokenBucket(t, url)
 	if _, err := kv.Put(ctx, id, value); err != nil {
 		t.Fatal(err)
 	}

@@ -69,24 +69,32 @@ func newIdP(t *testing.T) *fakeidp.Server {
 	return idp
 }
 
-// rawRecords reads the token bucket's values as stored, with their revisions.
-func rawRecords(t *testing.T, url string) map[string]jetstream.KeyValueEntry {
+// tokenBucket opens the tokens bucket at url as it is stored, below the
+// store, for a test to read or damage; the connection closes with t.
+func tokenBucket(t *testing.T, url string) (jetstream.KeyValue, context.Context) {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	kv, err := js.KeyValue(ctx, store.DefaultBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return kv, ctx
+}
+
+// rawRecords reads the token bucket's values as stored, with their revisions.
+func rawRecords(t *testing.T, url string) map[string]jetstream.KeyValueEntry {
+	t.Helper()
+	kv, ctx := tokenBucket(t, url)
 	keys, err := kv.Keys(ctx)
 	if err != nil {
 		t.Fatal(err)

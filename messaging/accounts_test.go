@@ -39,19 +39,6 @@ func setAccountsPasswords(t *testing.T) {
 	t.Setenv("TEAM_HR_NATS_PASSWORD", teamHRPassword)
 }
 
-// loadAccountsConfig parses the accounts example as the embedded server
-// does.
-func loadAccountsConfig(t *testing.T) *server.Options {
-	t.Helper()
-	opts, err := server.ProcessConfigFile(exampleAccountsConfig)
-	if err != nil {
-		t.Fatalf("accounts example: %v", err)
-	}
-	if opts.Host != "" || opts.Port != 0 {
-		t.Fatalf("the accounts example pins the address %s:%d; leave it to NATS_LISTEN", opts.Host, opts.Port)
-	}
-	return opts
-}
 
 // asTheAccountsREADMESays sets what examples/nats-accounts/README.md says
 // to run the broker with: answer the replies that service imports make,
@@ -103,7 +90,7 @@ func flush(t *testing.T, conns ...*nats.Conn) {
 // the HR team likewise the other way round.
 func TestAccountsExampleGivesATeamItsCredential(t *testing.T) {
 	setAccountsPasswords(t)
-	loadAccountsConfig(t)
+	loadConfigFile(t, exampleAccountsConfig)
 	b, idp, logs := startTeamsBroker(t, exampleAccountsConfig, asTheAccountsREADMESays)
 	url := b.ClientURL()
 	crm := connectAs(t, url, "crm-app", teamCRMPassword, nil)
@@ -203,7 +190,7 @@ func TestAccountsExampleGivesATeamItsCredential(t *testing.T) {
 // names that caller, for a token and for a refusal alike.
 func TestAccountsExampleNamesTheCaller(t *testing.T) {
 	setAccountsPasswords(t)
-	loadAccountsConfig(t)
+	loadConfigFile(t, exampleAccountsConfig)
 	b, _, logs := startTeamsBroker(t, exampleAccountsConfig, func(cfg *config.Config) {
 		asTheAccountsREADMESays(cfg)
 		cfg.Audit = config.AuditLog
@@ -271,7 +258,7 @@ func TestAccountsExampleNamesTheCaller(t *testing.T) {
 // nothing refused; and the CRM team sees none of the broker's JetStream.
 func TestAccountsExampleKeepsDurableState(t *testing.T) {
 	setAccountsPasswords(t)
-	loadAccountsConfig(t)
+	loadConfigFile(t, exampleAccountsConfig)
 	idp := startTeamsIdP(t)
 	key, dataDir := newStateKey(t), t.TempDir()
 	durable := func() *config.Config {
@@ -342,7 +329,7 @@ func TestAccountsExampleBrokerHasTheNATSAuthPermissions(t *testing.T) {
 		t.Fatal("no user broker")
 		return nil
 	}
-	auth, accounts := find(loadExampleConfig(t)), find(loadAccountsConfig(t))
+	auth, accounts := find(loadExampleConfig(t)), find(loadConfigFile(t, exampleAccountsConfig))
 	if !reflect.DeepEqual(auth, accounts) {
 		t.Fatalf("the broker's permissions differ:\nnats-auth: %+v %+v %+v\nnats-accounts: %+v %+v %+v",
 			auth.Publish, auth.Subscribe, auth.Response, accounts.Publish, accounts.Subscribe, accounts.Response)
@@ -353,7 +340,7 @@ func TestAccountsExampleBrokerHasTheNATSAuthPermissions(t *testing.T) {
 // example without a user and its password.
 func TestAccountsExampleRefusesStrangers(t *testing.T) {
 	setAccountsPasswords(t)
-	example := loadAccountsConfig(t)
+	example := loadConfigFile(t, exampleAccountsConfig)
 	s := natstest.StartServer(t, func(o *server.Options) {
 		example.Host, example.Port, example.NoLog, example.NoSigs = o.Host, o.Port, o.NoLog, o.NoSigs
 		*o = *example

@@ -68,16 +68,20 @@ func setExamplePasswords(t *testing.T) {
 }
 
 // loadExampleConfig parses the example config as the embedded server does.
-func loadExampleConfig(t *testing.T) *server.Options {
+func loadExampleConfig(t *testing.T) *server.Options { return loadConfigFile(t, exampleNATSConfig) }
+
+// loadConfigFile parses an example configuration file as the embedded
+// server does.
+func loadConfigFile(t *testing.T, path string) *server.Options {
 	t.Helper()
-	opts, err := server.ProcessConfigFile(exampleNATSConfig)
+	opts, err := server.ProcessConfigFile(path)
 	if err != nil {
-		t.Fatalf("example config: %v", err)
+		t.Fatalf("%s: %v", path, err)
 	}
-	// The broker tests below rely on NATS_LISTEN choosing the address: a
-	// listen line in the example would win over it and bind 4222.
+	// The broker tests rely on NATS_LISTEN choosing the address: a listen
+	// line in the example would win over it and bind 4222.
 	if opts.Host != "" || opts.Port != 0 {
-		t.Fatalf("the example config pins the address %s:%d; leave it to NATS_LISTEN", opts.Host, opts.Port)
+		t.Fatalf("%s pins the address %s:%d; leave it to NATS_LISTEN", path, opts.Host, opts.Port)
 	}
 	return opts
 }
