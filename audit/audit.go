@@ -67,6 +67,11 @@ const batchPause = 2 * time.Millisecond
 // allocation per record for the credentials in heavy use.
 const subjectCacheSize = 1024
 
+// lineCacheSize bounds the writer's cache of handlers with a line's
+// attributes (see logLine), for the same reason: one per credential and
+// outcome in heavy use is what pays.
+const lineCacheSize = 1024
+
 // Options configure a Sink.
 type Options struct {
 	// Logger gets one Info line "audit" per record, through its handler,
@@ -105,11 +110,15 @@ type Sink struct {
 	// The writer goroutine's own state: no locks.
 	buf        []byte
 	subjectFor map[string]string
-	reported   uint64    // Dropped as of the last warning
-	lastWarn   time.Time // of drops
-	pubErrs    uint64    // failed publishes not yet warned about
-	pubErr     error     // the last of them
-	lastPubErr time.Time
+	// handler is the logger's; lineHandlers are it with the attributes of
+	// the lines written lately (see logLine).
+	handler      slog.Handler
+	lineHandlers map[lineKey]slog.Handler
+	reported     uint64    // Dropped as of the last warning
+	lastWarn     time.Time // of drops
+	pubErrs      uint64    // failed publishes not yet warned about
+	pubErr       error     // the last of them
+	lastPubErr   time.Time
 }
 
 // New starts a Sink's writer and returns the Sink.
@@ -124,6 +133,9 @@ func New(o Options) *Sink {
 		log: o.Logger, nc: o.Conn, subjects: o.Subjects, metrics: o.Metrics,
 		buf:        make([]byte, 0, 512),
 		subjectFor: make(map[string]string),
+	}
+	if s.log != nil {
+		s.handler, s.lineHandlers = s.log.Handler(), make(map[lineKey]slog.Handler)
 	}
 	go s.run()
 	return s
@@ -254,23 +266,41 @@ func (s *Sink) write(rec *tokenbroker.AuditRecord) {
 // logLine writes rec through the logger's handler, with the record's own
 // time as the line's time: a second "time" attribute would make two
 // "time" keys in a JSON line.
+//
+// Formatting six attributes costs the handler more than anything else the
+// writer does, and records repeat: a busy credential's cache hits differ
+// only in time and, over HTTP, in caller. So the line's attributes but the
+// caller are given to the handler once, with WithAttrs, which slog's
+// handlers format ahead, and the handler is kept for the next record like
+// it; the caller is the record's one attribute. A JSON line holds the same
+// keys either way; the caller comes last.
 func (s *Sink) logLine(rec *tokenbroker.AuditRecord, caller string) {
 	ctx := context.Background()
-	h := s.log.Handler()
-	if !h.Enabled(ctx, slog.LevelInfo) {
+	if !s.handler.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
+	k := lineKey{rec.CredentialID, rec.Transport, rec.Outcome, rec.Source, rec.Action}
+	h, ok := s.lineHandlers[k]
+	if !ok {
+		h = s.handler.WithAttrs([]slog.Attr{
+			slog.String("credential_id", rec.CredentialID),
+			slog.String("transport", rec.Transport),
+			slog.String("outcome", rec.Outcome),
+			slog.String("source", rec.Source),
+			slog.String("action", rec.Action),
+		})
+		if len(s.lineHandlers) >= lineCacheSize {
+			clear(s.lineHandlers)
+		}
+		s.lineHandlers[k] = h
+	}
 	r := slog.NewRecord(rec.Time, slog.LevelInfo, "audit", 0)
-	r.AddAttrs(
-		slog.String("credential_id", rec.CredentialID),
-		slog.String("caller", caller),
-		slog.String("transport", rec.Transport),
-		slog.String("outcome", rec.Outcome),
-		slog.String("source", rec.Source),
-		slog.String("action", rec.Action),
-	)
+	r.AddAttrs(slog.String("caller", caller))
 	_ = h.Handle(ctx, r) // a handler that cannot write has nowhere to say so
 }
+
+// lineKey is what an audit line holds but its time and caller.
+type lineKey struct{ credentialID, transport, outcome, source, action string }
 
 // subject is the audit subject of credential id, cached: building it costs
 // an allocation, and most records are for a few busy credentials.

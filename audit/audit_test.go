@@ -86,6 +86,38 @@ func TestLogLineHoldsEveryField(t *testing.T) {
 	}
 }
 
+// The writer keeps the handlers it formatted a line's attributes with; a
+// line must still hold its own record's values, whether its handler was
+// kept, made anew, or made again after the cache was cleared.
+func TestLogLinesKeepTheirOwnValues(t *testing.T) {
+	var buf testkit.LogBuffer
+	s := audit.New(audit.Options{Logger: buf.JSONLogger()})
+	var want []string
+	for i := range 2500 {
+		rec := hit()
+		// Back and forth between a few credentials, and now and then
+		// one never seen, beyond what the writer keeps.
+		rec.CredentialID = fmt.Sprint("c", i%3)
+		if i%2 == 1 {
+			rec.CredentialID = fmt.Sprint("new", i)
+		}
+		rec.Outcome = fmt.Sprint(i % 5)
+		rec.Caller = fmt.Sprint("10.0.0.1:", i)
+		want = append(want, rec.CredentialID+" "+rec.Outcome+" "+rec.Caller)
+		s.Audit(rec)
+	}
+	stop(t, s)
+	recs := lines(t, buf.String())
+	if len(recs) != len(want) {
+		t.Fatalf("%d lines for %d records", len(recs), len(want))
+	}
+	for i, r := range recs {
+		if got := fmt.Sprint(r["credential_id"], " ", r["outcome"], " ", r["caller"]); got != want[i] {
+			t.Fatalf("line %d: %s, want %s", i, got, want[i])
+		}
+	}
+}
+
 // The text handler (LOG_FORMAT=text) gets the same line: the sink writes
 // through whatever handler the broker's logger has.
 func TestLogLineFollowsTheLogFormat(t *testing.T) {
