@@ -7,6 +7,7 @@
 //	tokenbench --scenario herd|scale|storm  the cold herd, 100,000 credentials, a refresh storm
 //	tokenbench nats --listen HOST:PORT      a bare NATS server (the procs topology's first child)
 //	tokenbench serve --nats URL             broker + echo + fake IdP (the procs topology's second child)
+//	tokenbench --audit log|nats ...         the same with the audit trail on (AUDIT; off by default)
 //
 // See BENCHMARKS.md at the module root for results and how to read them.
 package main
@@ -23,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/config"
 )
 
 func main() {
@@ -53,6 +56,7 @@ type options struct {
 	threshold   time.Duration
 	cpuProfile  string
 	tokenBytes  int
+	audit       string // AUDIT of the broker under test
 }
 
 const usageText = `Usage:
@@ -60,6 +64,7 @@ const usageText = `Usage:
   tokenbench --scenario herd|scale|storm  cold herd, many credentials, refresh storm (in-process)
   tokenbench nats --listen HOST:PORT      child of --topology procs: a bare NATS server
   tokenbench serve --nats URL             child of --topology procs: broker + echo + fake IdP
+  tokenbench --audit log|nats ...         any of the above with the broker's audit trail on
 
 Everything listens on 127.0.0.1. Ratios (broker/echo, measured in the same run) are what
 matters; absolute numbers depend on the machine.
@@ -83,13 +88,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fs := flag.NewFlagSet("tokenbench serve", flag.ContinueOnError)
 			fs.SetOutput(stderr)
 			url := fs.String("nats", "", "URL of the NATS server to serve on (required)")
+			auditMode := fs.String("audit", config.AuditOff, "AUDIT of the broker: off, log or nats")
 			if err := fs.Parse(args[1:]); err != nil {
 				return err
 			}
 			if *url == "" {
 				return errors.New("serve: --nats is required")
 			}
-			return serveBackend(ctx, *url, stdout)
+			if err := checkAudit(*auditMode); err != nil {
+				return err
+			}
+			return serveBackend(ctx, *url, *auditMode, stdout)
 		}
 	}
 	o, err := parseFlags(args, stderr)
@@ -148,6 +157,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.tokenBytes, "token-bytes", 1400, "scale: length of each access token (Entra ID user tokens run 1-2.5 KB)")
 	fs.DurationVar(&o.lifetime, "lifetime", 20*time.Second, "storm: token lifetime the IdP grants")
 	fs.DurationVar(&o.threshold, "threshold", 0, "storm: refresh threshold (default half the lifetime)")
+	fs.StringVar(&o.audit, "audit", config.AuditOff, "AUDIT of the broker under test: off, log (lines formatted as JSON, written to io.Discard) or nats (those lines, and every record published); off by default, so that figures stay comparable with earlier runs")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file` (the whole broker with --topology inproc; scale: `file`.warm, and `file`.one and `file`.many, the first cache-hit run of each)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -174,10 +184,21 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	case o.tokenBytes < 64 || o.tokenBytes > 16384:
 		return nil, errors.New("--token-bytes must be between 64 and 16384")
 	}
+	if err := checkAudit(o.audit); err != nil {
+		return nil, err
+	}
 	if o.threshold == 0 {
 		o.threshold = o.lifetime / 2
 	}
 	return o, nil
+}
+
+func checkAudit(mode string) error {
+	switch mode {
+	case config.AuditOff, config.AuditLog, config.AuditNATS:
+		return nil
+	}
+	return fmt.Errorf("--audit %q: want off, log or nats", mode)
 }
 
 // parseInts parses "1,16,64".
@@ -200,5 +221,6 @@ func (o *options) describe() map[string]any {
 		"warmup": o.warmup.String(), "conns": o.conns, "rounds": o.rounds, "concurrency": o.concurrency,
 		"idp_delay": o.idpDelay.String(), "credentials": o.credentials,
 		"lifetime": o.lifetime.String(), "threshold": o.threshold.String(), "token_bytes": o.tokenBytes,
+		"audit": o.audit,
 	}
 }

@@ -86,6 +86,7 @@ func TestFlags(t *testing.T) {
 		{"bad concurrency", []string{"--concurrency", "1,,2"}},
 		{"stray argument", []string{"extra"}},
 		{"tiny tokens", []string{"--token-bytes", "10"}},
+		{"unknown audit", []string{"--audit", "stream"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,7 +96,59 @@ func TestFlags(t *testing.T) {
 		})
 	}
 	o, err := parseFlags([]string{"--lifetime", "30s"}, &bytes.Buffer{})
-	if err != nil || o.threshold != 15*time.Second || o.topology != "all" || len(o.concurrency) != 4 {
+	if err != nil || o.threshold != 15*time.Second || o.topology != "all" || len(o.concurrency) != 4 || o.audit != "off" {
 		t.Fatalf("defaults: %+v, %v", o, err)
+	}
+}
+
+// --audit reaches the broker under test: with nats, a refused request's
+// record is published; with off, the default, nothing is. A refusal, not a
+// cache hit, because the start's warm-up makes cache hits of its own, whose
+// records may still be on their way.
+func TestAuditSettingReachesTheBroker(t *testing.T) {
+	for _, mode := range []string{"nats", "off"} {
+		t.Run(mode, func(t *testing.T) {
+			e, err := startInproc(1, backendOptions{audit: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.close()
+			nc := e.conns[0]
+			sub, err := nc.SubscribeSync("token.audit._none")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			msg, err := nc.Request(requestSubject, []byte(`{"credential":`), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code := msg.Header.Get("Nats-Service-Error-Code"); code != "400" {
+				t.Fatalf("malformed request answered with %q", code)
+			}
+			// Shutting the broker down writes its whole trail; a round
+			// trip of the subscriber's connection then delivers it.
+			e.backend.close()
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			n, _, _ := sub.Pending()
+			if mode == "off" {
+				if n != 0 {
+					t.Fatalf("AUDIT=off published %d records", n)
+				}
+				return
+			}
+			if n != 1 {
+				t.Fatalf("%d records for one refusal", n)
+			}
+			rec, _ := sub.NextMsg(time.Second)
+			var doc map[string]string
+			if err := json.Unmarshal(rec.Data, &doc); err != nil || doc["outcome"] != "400" || doc["transport"] != "nats" {
+				t.Fatalf("record %s (%v)", rec.Data, err)
+			}
+		})
 	}
 }

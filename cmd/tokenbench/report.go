@@ -96,8 +96,14 @@ func verdict(ok bool) string {
 }
 
 func printTopology(w io.Writer, t TopologyResult, o *options) {
-	fmt.Fprintf(w, "\n== topology %s: reply %d bytes, %d connections, %s measured per row and target, in %d alternating rounds\n",
-		t.Topology, t.ReplyBytes, t.Conns, o.duration, o.rounds)
+	// The audit setting is named only when on, so that the default
+	// output reads as it did before there was one.
+	var audit string
+	if o.audit != "" && o.audit != "off" {
+		audit = ", AUDIT=" + o.audit
+	}
+	fmt.Fprintf(w, "\n== topology %s: reply %d bytes, %d connections%s, %s measured per row and target, in %d alternating rounds\n",
+		t.Topology, t.ReplyBytes, t.Conns, audit, o.duration, o.rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "conc\techo req/s\techo p50\techo p99\tbroker req/s\tbroker p50\tbroker p99\treq/s ratio\tp50 ratio\tp99 ratio\ttarget\t")
 	for _, r := range t.Rows {

@@ -46,9 +46,9 @@ func runThroughput(ctx context.Context, o *options, res *Results, out, stderr io
 			err error
 		)
 		if name == "inproc" {
-			e, err = startInproc(o.conns, backendOptions{})
+			e, err = startInproc(o.conns, backendOptions{audit: o.audit})
 		} else {
-			e, err = startProcs(o.conns, stderr)
+			e, err = startProcs(o.conns, o.audit, stderr)
 		}
 		if err != nil {
 			return fmt.Errorf("topology %s: %w", name, err)
@@ -112,7 +112,7 @@ const herdCallers = 1000
 
 func runHerd(ctx context.Context, o *options, out io.Writer) (*HerdResult, error) {
 	printMachine(out, machine())
-	e, err := startInproc(o.conns, backendOptions{users: 1})
+	e, err := startInproc(o.conns, backendOptions{users: 1, audit: o.audit})
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +240,7 @@ func runScale(ctx context.Context, o *options, out io.Writer) (*ScaleResult, err
 		n = 100000
 	}
 	idp := newMemoryIdP(time.Hour, o.tokenBytes)
-	e, err := startInproc(o.conns, backendOptions{memory: idp})
+	e, err := startInproc(o.conns, backendOptions{memory: idp, audit: o.audit})
 	if err != nil {
 		return nil, err
 	}
@@ -452,7 +452,7 @@ func runStorm(ctx context.Context, o *options, out io.Writer) (*StormResult, err
 	if n == 0 {
 		n = 10000
 	}
-	e, err := startInproc(o.conns, backendOptions{users: n, lifetime: o.lifetime, threshold: o.threshold})
+	e, err := startInproc(o.conns, backendOptions{users: n, lifetime: o.lifetime, threshold: o.threshold, audit: o.audit})
 	if err != nil {
 		return nil, err
 	}

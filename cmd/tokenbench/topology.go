@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -129,6 +130,8 @@ type backendOptions struct {
 	// memory, when set, is the default profile's IdP, in the broker's HTTP
 	// client (the named credential still uses the fake IdP over HTTP).
 	memory *memoryIdP
+	// audit is the broker's AUDIT; "" is off.
+	audit string
 }
 
 // backend is what sits behind NATS: the fake IdP, the broker and the echo
@@ -170,6 +173,14 @@ func startBackend(natsURL string, o backendOptions) (_ *backend, err error) {
 	cfg.Default = config.Credential{Name: config.DefaultName, Grant: config.GrantPassword,
 		TokenEndpoint: b.idp.v1URL(), ClientID: publicClient, Resource: benchResource, RefreshThreshold: o.threshold}
 	var bo broker.Options
+	cfg.Audit = config.AuditOff
+	if o.audit != "" && o.audit != config.AuditOff {
+		// A real handler, so that the audit lines are formatted as a
+		// broker with LOG_FORMAT=json formats them, and only their
+		// writing is skipped: a discarding handler would skip the work.
+		cfg.Audit = o.audit
+		bo.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
 	if o.memory != nil {
 		cfg.Default.TokenEndpoint = o.memory.url()
 		bo.IdPHTTPClient = &http.Client{Transport: o.memory}
@@ -281,8 +292,9 @@ func startInproc(conns int, o backendOptions) (*env, error) {
 }
 
 // startProcs runs three processes: `tokenbench nats`, `tokenbench serve`
-// (broker, echo and fake IdP) and this one, the load generator.
-func startProcs(conns int, stderr io.Writer) (*env, error) {
+// (broker, echo and fake IdP, with AUDIT auditMode) and this one, the load
+// generator.
+func startProcs(conns int, auditMode string, stderr io.Writer) (*env, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = os.Args[0]
@@ -292,7 +304,7 @@ func startProcs(conns int, stderr io.Writer) (*env, error) {
 		return nil, fmt.Errorf("start nats child: %w", err)
 	}
 	url := strings.TrimSpace(line)
-	serveProc, line, err := startChild(exe, stderr, "serve", "--nats", url)
+	serveProc, line, err := startChild(exe, stderr, "serve", "--nats", url, "--audit", auditMode)
 	if err != nil {
 		stopChild(natsProc)
 		return nil, fmt.Errorf("start serve child: %w", err)
@@ -380,8 +392,8 @@ func serveNATS(ctx context.Context, listen string, stdout io.Writer) error {
 }
 
 // serveBackend is the `tokenbench serve` subcommand.
-func serveBackend(ctx context.Context, natsURL string, stdout io.Writer) error {
-	b, err := startBackend(natsURL, backendOptions{})
+func serveBackend(ctx context.Context, natsURL, auditMode string, stdout io.Writer) error {
+	b, err := startBackend(natsURL, backendOptions{audit: auditMode})
 	if err != nil {
 		return err
 	}
