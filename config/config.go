@@ -20,6 +20,10 @@ import (
 // reserved: no named credential may use it.
 const DefaultName = "default"
 
+// NoCredentialName is reserved: the audit trail publishes the records of
+// requests that name no credential on <prefix>.audit._none.
+const NoCredentialName = "_none"
+
 // Grants a Credential may use.
 const (
 	// GrantClientCredentials is the OAuth2 client credentials grant with a
@@ -416,6 +420,8 @@ func checkCommonKeys(c Credential) (key, msg string) {
 		return "name", "name must be 1 to 64 letters, digits, '-' or '_' (it becomes a NATS subject token)"
 	case c.Name == DefaultName:
 		return "name", `name "default" is reserved for the profile from TOKEN_ENDPOINT`
+	case c.Name == NoCredentialName:
+		return "name", `name "_none" is reserved for the audit records of requests that name no credential`
 	case c.TokenEndpoint == "":
 		return "token_endpoint", "token_endpoint is required"
 	}
