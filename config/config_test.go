@@ -665,6 +665,7 @@ func TestLoadCredentialsErrors(t *testing.T) {
 		{"empty client_secret_file", head + "    client_secret_file: " + writeFile(t, dir, "blank", "\n") + "\n", []string{`credential "crm-prod": client_secret_file:`, "empty"}},
 		{"duplicate name", head + "    client_secret: s\n  - name: crm-prod\n    token_endpoint: https://y/t\n    client_id: d\n    client_secret: t\n", []string{`credential "crm-prod": duplicate name`, "line 6", "first at line 2"}},
 		{"reserved name", "credentials:\n  - name: default\n", []string{`credential "default": name "default" is reserved`}},
+		{"reserved audit name", "credentials:\n  - name: _none\n", []string{`credential "_none": name "_none" is reserved`}},
 		{"bad name", "credentials:\n  - name: crm.prod\n", []string{`credential "crm.prod": name must be`}},
 		{"secret and file", head + "    client_secret: s\n    client_secret_file: /x\n", []string{`credential "crm-prod": client_secret and client_secret_file are both set`}},
 		{"bad grant", head + "    grant: implicit\n", []string{`credential "crm-prod": grant "implicit" is not one of`}},
