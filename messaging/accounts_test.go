@@ -287,19 +287,7 @@ func TestAccountsExampleKeepsDurableState(t *testing.T) {
 
 	second := startLogged(t, durable(), logs)
 	crm := connectAs(t, second.ClientURL(), "crm-app", teamCRMPassword, nil)
-	again := askToken(t, crm, "token.request.crm-prod", "")
-	if again.AccessToken != got.AccessToken || again.Action != tokenbroker.ActionExisting {
-		t.Fatalf("after the restart: action %q, same token %v; want the stored token", again.Action, again.AccessToken == got.AccessToken)
-	}
-	if n := idp.Calls(); n != 1 {
-		t.Fatalf("IdP calls %d after the restart, want still 1", n)
-	}
-	if err := second.Conn().LastError(); err != nil {
-		t.Fatalf("broker connection: %v", err)
-	}
-	if l := logs.String(); strings.Contains(strings.ToLower(l), "permissions violation") {
-		t.Fatalf("something was refused:\n%s", l)
-	}
+	assertRestored(t, second, got, askToken(t, crm, "token.request.crm-prod", ""), idp, logs)
 
 	// The buckets are the broker account's: CRM's JetStream API, if it
 	// answers at all, knows no such stream and has no JetStream.
@@ -357,18 +345,7 @@ func TestAccountsExampleRefusesStrangers(t *testing.T) {
 		{"unknown user", "admin", secBrokerPassword},
 	} {
 		t.Run(r.name, func(t *testing.T) {
-			var opts []nats.Option
-			if r.user != "" {
-				opts = append(opts, nats.UserInfo(r.user, r.password))
-			}
-			nc, err := nats.Connect(s.ClientURL(), opts...)
-			if err == nil {
-				nc.Close()
-				t.Fatal("connected")
-			}
-			if !errors.Is(err, nats.ErrAuthorization) {
-				t.Fatalf("want an authorization violation, got %v", err)
-			}
+			connectRefused(t, s.ClientURL(), r.user, r.password)
 		})
 	}
 }

@@ -91,20 +91,7 @@ func TestExampleConfigKeepsDurableState(t *testing.T) {
 	}
 
 	second := brokertest.StartBroker(t, durable(), broker.Options{Logger: logs.Logger()})
-	again := askCRM(t, second.ClientURL())
-	if again.AccessToken != got.AccessToken || again.Action != tokenbroker.ActionExisting {
-		t.Fatalf("after the restart: action %q, same token %v; want the stored token", again.Action, again.AccessToken == got.AccessToken)
-	}
-	if n := idp.Calls(); n != 1 {
-		t.Fatalf("IdP calls %d after the restart, want still 1", n)
-	}
-	if err := second.Conn().LastError(); err != nil {
-		t.Fatalf("broker connection: %v", err)
-	}
-	// The embedded server logs every refusal; the broker logs nats.go's.
-	if l := logs.String(); strings.Contains(strings.ToLower(l), "permissions violation") {
-		t.Fatalf("something was refused:\n%s", l)
-	}
+	assertRestored(t, second, got, askCRM(t, second.ClientURL()), idp, logs)
 	assertNoSecretIn(t, logs.String(), secBrokerPassword, secCallerPassword, secClientSecret, got.AccessToken)
 }
 
@@ -233,4 +220,24 @@ func subjectMatches(pattern, subject string) bool {
 		}
 	}
 	return len(p) == len(s)
+}
+
+// assertRestored checks a broker restarted on durable state: it answered
+// again with got, the token stored before the restart, and made no new IdP
+// call, and nothing was refused to it (the embedded server logs every
+// refusal; the broker logs nats.go's).
+func assertRestored(t *testing.T, b *broker.Broker, got, again tokenbroker.Reply, idp *fakeidp.Server, logs *testkit.LogBuffer) {
+	t.Helper()
+	if again.AccessToken != got.AccessToken || again.Action != tokenbroker.ActionExisting {
+		t.Fatalf("after the restart: action %q, same token %v; want the stored token", again.Action, again.AccessToken == got.AccessToken)
+	}
+	if n := idp.Calls(); n != 1 {
+		t.Fatalf("IdP calls %d after the restart, want still 1", n)
+	}
+	if err := b.Conn().LastError(); err != nil {
+		t.Fatalf("broker connection: %v", err)
+	}
+	if l := logs.String(); strings.Contains(strings.ToLower(l), "permissions violation") {
+		t.Fatalf("something was refused:\n%s", l)
+	}
 }

@@ -281,18 +281,7 @@ func TestExampleConfigPermissions(t *testing.T) {
 	}
 	for _, tc := range refused {
 		t.Run("refused: "+tc.name, func(t *testing.T) {
-			opts := []nats.Option{}
-			if tc.user != "" {
-				opts = append(opts, nats.UserInfo(tc.user, tc.password))
-			}
-			nc, err := nats.Connect(s.ClientURL(), opts...)
-			if err == nil {
-				nc.Close()
-				t.Fatal("connected")
-			}
-			if !errors.Is(err, nats.ErrAuthorization) {
-				t.Fatalf("want an authorization violation, got %v", err)
-			}
+			err := connectRefused(t, s.ClientURL(), tc.user, tc.password)
 			assertNoSecretIn(t, err.Error(), secBrokerPassword, secCallerPassword, secCallerCRMPassword, secConsumerPassword, "not-the-password")
 		})
 	}
@@ -1003,4 +992,23 @@ func TestExampleConfigLimitsACallerToOneCredential(t *testing.T) {
 
 	assertNoSecretIn(t, logs.String(), secBrokerPassword, secCallerPassword, secCallerCRMPassword,
 		secClientSecret, hrClientSecret, brokertest.Password, crmToken)
+}
+
+// connectRefused fails t unless the server at url refuses to let user in
+// with password ("" user: no credentials at all), and returns its error.
+func connectRefused(t *testing.T, url, user, password string) error {
+	t.Helper()
+	var opts []nats.Option
+	if user != "" {
+		opts = append(opts, nats.UserInfo(user, password))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err == nil {
+		nc.Close()
+		t.Fatal("connected")
+	}
+	if !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("want an authorization violation, got %v", err)
+	}
+	return err
 }
