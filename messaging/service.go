@@ -242,7 +242,10 @@ func (h *handler) handle(req micro.Request) {
 		h.refuse(req, tokenbroker.AsError(err))
 		return
 	}
-	r.Transport, r.Caller = tokenbroker.TransportNATS, callerOf(req)
+	r.Transport = tokenbroker.TransportNATS
+	if s.audit != nil { // the caller is for the audit trail alone
+		r.Caller = callerOf(req)
+	}
 	rep := h.spare
 	if rep == nil {
 		rep = &replier{s: s}
@@ -277,8 +280,7 @@ func (h *handler) handle(req micro.Request) {
 // on their own subjects only.
 func (h *handler) decode(req micro.Request) (tokenbroker.Request, error) {
 	if h.named {
-		subject := req.Subject()
-		return tokenbroker.DecodeNamedRequest(req.Data(), subject[strings.LastIndexByte(subject, '.')+1:])
+		return tokenbroker.DecodeNamedRequest(req.Data(), credentialOf(req))
 	}
 	r, err := tokenbroker.DecodeRequest(req.Data())
 	if err == nil && h.s.usersOnShared && !r.IsPassword() {
@@ -298,12 +300,19 @@ func (h *handler) refuse(req micro.Request, e *tokenbroker.Error) {
 	if s.audit != nil {
 		var id string
 		if h.named {
-			id = req.Subject()[strings.LastIndexByte(req.Subject(), '.')+1:]
+			id = credentialOf(req)
 		}
 		s.audit.Audit(tokenbroker.AuditRecord{Time: time.Now(), CredentialID: id, Caller: callerOf(req),
 			Transport: tokenbroker.TransportNATS, Outcome: strconv.Itoa(e.Code)})
 	}
 	_ = req.Error(strconv.Itoa(e.Code), wire.HeaderValue(e.Description), tokenbroker.EncodeError(e))
+}
+
+// credentialOf is the credential a request on token.request.<name> names:
+// the last token of its subject.
+func credentialOf(req micro.Request) string {
+	subject := req.Subject()
+	return subject[strings.LastIndexByte(subject, '.')+1:]
 }
 
 // requestInfoHeader is where nats-server says who sent a request that came
