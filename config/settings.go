@@ -390,6 +390,17 @@ func resolveSecret(c *Config, s *Setting, lookup func(string) (string, bool), fl
 	if path == "" {
 		return nil
 	}
+	if s.Env == "CLIENT_SECRET" {
+		// The default profile's secret rotates like a named credential's:
+		// two lines during a rotation, and the file is watched.
+		first, next, msg := readSecretFile(path)
+		if msg != "" {
+			return invalidf(0, "%s: %s", s.label(s.FileEnv), msg)
+		}
+		d := &c.Default
+		d.ClientSecret, d.NextClientSecret, d.ClientSecretFile = tokenbroker.Secret(first), tokenbroker.Secret(next), path
+		return nil
+	}
 	v, msg := readFile(path)
 	if msg != "" {
 		return invalidf(0, "%s: %s", s.label(s.FileEnv), msg)
