@@ -123,35 +123,71 @@ func newAssertionSigner(cert *x509.Certificate, key crypto.Signer) (*AssertionSi
 // Errors name the file and what is wrong with it, and never quote its
 // contents. The key file's bytes are zeroed once parsed.
 func LoadAssertionSigner(certFile, keyFile string) (*AssertionSigner, error) {
-	cert, err := loadCertificate(certFile)
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("oauth: certificate file: %w", err) // *PathError names the file
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("oauth: private key file: %w", err) // *PathError names the file
+	}
+	defer clear(keyPEM)
+	return parseAssertionSigner(certPEM, keyPEM, pemSource{
+		cert:     "certificate file " + certFile,
+		key:      "private key file " + keyFile,
+		mismatch: fmt.Sprintf("private key file %s does not match the certificate in %s", keyFile, certFile),
+	})
+}
+
+// ParseAssertionSigner is LoadAssertionSigner from the files' contents, for
+// credentials that carry PEM rather than paths (those from the registry):
+// the first CERTIFICATE block of certPEM and the first private key block of
+// keyPEM, which may be the same bytes. Errors say which of the two is wrong
+// and never quote either. The DER it decodes from keyPEM is zeroed once
+// parsed; keyPEM itself is the caller's, left as it is, for the caller to
+// clear once done with it.
+func ParseAssertionSigner(certPEM, keyPEM []byte) (*AssertionSigner, error) {
+	return parseAssertionSigner(certPEM, keyPEM, pemSource{
+		cert:     "certificate PEM",
+		key:      "private key PEM",
+		mismatch: "the private key PEM does not match the certificate PEM",
+	})
+}
+
+// pemSource names where the PEM of LoadAssertionSigner or
+// ParseAssertionSigner came from, so that the one parser gives each its own
+// error messages.
+type pemSource struct {
+	cert, key string // "certificate file PATH", "private key PEM", ...
+	mismatch  string // the whole message for a key that is not the certificate's
+}
+
+func parseAssertionSigner(certPEM, keyPEM []byte, src pemSource) (*AssertionSigner, error) {
+	cert, err := parseCertificatePEM(certPEM, src.cert)
 	if err != nil {
 		return nil, err
 	}
-	key, err := loadPrivateKey(keyFile)
+	key, err := parsePrivateKeyPEM(keyPEM, src.key)
 	if err != nil {
 		return nil, err
 	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(cert.PublicKey) {
-		return nil, fmt.Errorf("oauth: private key file %s does not match the certificate in %s", keyFile, certFile)
+		return nil, errors.New("oauth: " + src.mismatch)
 	}
 	s, err := newAssertionSigner(cert, key)
 	if err != nil {
-		return nil, fmt.Errorf("oauth: private key file %s: %w", keyFile, err)
+		return nil, fmt.Errorf("oauth: %s: %w", src.key, err)
 	}
 	return s, nil
 }
 
-func loadCertificate(file string) (*x509.Certificate, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("oauth: certificate file: %w", err) // *PathError names the file
-	}
+func parseCertificatePEM(data []byte, what string) (*x509.Certificate, error) {
 	for rest := data; ; {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
 		if block == nil {
-			return nil, fmt.Errorf("oauth: certificate file %s: no PEM CERTIFICATE block", file)
+			return nil, fmt.Errorf("oauth: %s: no PEM CERTIFICATE block", what)
 		}
 		if block.Type != "CERTIFICATE" {
 			continue
@@ -159,23 +195,21 @@ func loadCertificate(file string) (*x509.Certificate, error) {
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
 			// A certificate is public: the parser's reason may be quoted.
-			return nil, fmt.Errorf("oauth: certificate file %s: %w", file, err)
+			return nil, fmt.Errorf("oauth: %s: %w", what, err)
 		}
 		return cert, nil
 	}
 }
 
-func loadPrivateKey(file string) (crypto.Signer, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("oauth: private key file: %w", err) // *PathError names the file
-	}
-	defer clear(data)
+// parsePrivateKeyPEM zeroes every block it decodes (pem.Decode copies the
+// base64 into new DER bytes), so no key material it made outlives it but
+// the parsed key.
+func parsePrivateKeyPEM(data []byte, what string) (crypto.Signer, error) {
 	for rest := data; ; {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
 		if block == nil {
-			return nil, fmt.Errorf("oauth: private key file %s: no PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block", file)
+			return nil, fmt.Errorf("oauth: %s: no PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block", what)
 		}
 		key, err := parsePrivateKey(block)
 		clear(block.Bytes)
@@ -183,7 +217,7 @@ func loadPrivateKey(file string) (crypto.Signer, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("oauth: private key file %s: %w", file, err)
+			return nil, fmt.Errorf("oauth: %s: %w", what, err)
 		}
 		return key, nil
 	}

@@ -426,6 +426,112 @@ func TestLoadAssertionSigner(t *testing.T) {
 	}
 }
 
+// TestParseAssertionSigner checks the contents-based twin of
+// LoadAssertionSigner: the same blocks accepted, errors that say which of
+// the two inputs is wrong without quoting key material, and the caller's
+// bytes left as they were.
+func TestParseAssertionSigner(t *testing.T) {
+	rsaKey, otherKey := testRSAKey(t, 0), testRSAKey(t, 1)
+	ecKey := testECKey(t, elliptic.P256())
+	rsaCert, ecCert := selfSigned(t, rsaKey), selfSigned(t, ecKey)
+	rsaCertPEM, ecCertPEM := pemBlock("CERTIFICATE", rsaCert.Raw), pemBlock("CERTIFICATE", ecCert.Raw)
+	otherCertPEM := pemBlock("CERTIFICATE", selfSigned(t, otherKey).Raw)
+	rsaPKCS8 := pemBlock("PRIVATE KEY", mustPKCS8(t, rsaKey))
+	ecDER, err := x509.MarshalECPrivateKey(ecKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecSEC1 := pemBlock("EC PRIVATE KEY", ecDER)
+	combined := bytes.Join([][]byte{rsaCertPEM, otherCertPEM, rsaPKCS8}, nil)
+
+	good := []struct {
+		name            string
+		certPEM, keyPEM []byte
+		wantCert        *x509.Certificate
+		wantAlg         string
+	}{
+		{"RSA", rsaCertPEM, rsaPKCS8, rsaCert, "RS256"},
+		{"EC", ecCertPEM, ecSEC1, ecCert, "ES256"},
+		{"one combined PEM for both", combined, combined, rsaCert, "RS256"},
+	}
+	for _, tc := range good {
+		t.Run(tc.name, func(t *testing.T) {
+			certBefore, keyBefore := bytes.Clone(tc.certPEM), bytes.Clone(tc.keyPEM)
+			s, err := ParseAssertionSigner(tc.certPEM, tc.keyPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !s.Certificate().Equal(tc.wantCert) || s.Algorithm() != tc.wantAlg {
+				t.Fatalf("parsed %v, want the certificate and %s", s, tc.wantAlg)
+			}
+			if !bytes.Equal(tc.certPEM, certBefore) || !bytes.Equal(tc.keyPEM, keyBefore) {
+				t.Error("ParseAssertionSigner modified its input")
+			}
+			jwt, err := s.Assertion("https://idp.test/t/oauth2/v2.0/token", "cid", fixedNow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, input, sig := decodeJWT(t, jwt)
+			verifyJWS(t, tc.wantAlg, tc.wantCert.PublicKey, input, sig)
+		})
+	}
+
+	secretRSA := keyMaterial(rsaPKCS8, rsaKey)
+	garbage := pemBlock("PRIVATE KEY", bytes.Repeat([]byte("s3cret-key-bytes"), 8))
+	bad := []struct {
+		name            string
+		certPEM, keyPEM []byte
+		wantIn          []string
+		material        []string
+	}{
+		{"key of another certificate", otherCertPEM, rsaPKCS8, []string{"private key PEM does not match the certificate PEM"}, secretRSA},
+		{"empty certificate", nil, rsaPKCS8, []string{"certificate PEM", "no PEM CERTIFICATE block"}, secretRSA},
+		{"no CERTIFICATE block", rsaPKCS8, rsaPKCS8, []string{"certificate PEM", "no PEM CERTIFICATE block"}, secretRSA},
+		{"bad certificate", pemBlock("CERTIFICATE", []byte("nope")), rsaPKCS8, []string{"certificate PEM", "x509"}, secretRSA},
+		{"empty key", rsaCertPEM, nil, []string{"private key PEM", "no PEM PRIVATE KEY"}, nil},
+		{"key does not parse", rsaCertPEM, garbage, []string{"private key PEM", "does not parse"}, []string{"s3cret"}},
+		{"encrypted key", rsaCertPEM, pemBlock("ENCRYPTED PRIVATE KEY", []byte("x")), []string{"private key PEM", "encrypted"}, nil},
+		{"RSA key under 2048 bits", pemBlock("CERTIFICATE", selfSigned(t, smallRSAKey(t)).Raw), pemBlock("PRIVATE KEY", mustPKCS8(t, smallRSAKey(t))), []string{"private key PEM", "at least 2048"}, nil},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := ParseAssertionSigner(tc.certPEM, tc.keyPEM)
+			if err == nil {
+				t.Fatalf("parsed %v, want an error", s)
+			}
+			msg := err.Error()
+			for _, want := range tc.wantIn {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not contain %q", msg, want)
+				}
+			}
+			for _, m := range tc.material {
+				if strings.Contains(msg, m) {
+					t.Errorf("error %q contains key material %q", msg, m)
+				}
+			}
+		})
+	}
+}
+
+var (
+	smallRSAOnce sync.Once
+	smallRSA     *rsa.PrivateKey
+)
+
+// smallRSAKey is a 1024-bit key, which Azure AD and the signer refuse.
+func smallRSAKey(t testing.TB) *rsa.PrivateKey {
+	t.Helper()
+	smallRSAOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 1024)
+		if err != nil {
+			panic(err)
+		}
+		smallRSA = k
+	})
+	return smallRSA
+}
+
 func mustPKCS8(t *testing.T, k any) []byte {
 	t.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(k)
