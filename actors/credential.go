@@ -66,8 +66,13 @@ type credential struct {
 	rev       uint64             // the store revision of the token; 0 when not stored
 	loading   bool               // reading the stored record; requests wait
 
-	inflight *job        // the IdP call in flight, if any
-	jobs     uint64      // jobs started: the seq of the newest
+	inflight  *job               // the IdP call in flight, if any
+	cancelJob context.CancelFunc // ends inflight's context
+	jobs      uint64             // jobs started: the seq of the newest
+	// gen counts the declarations whose token was dropped (respec with
+	// reset): a job started under an older one got a token for a
+	// question no longer asked.
+	gen uint64
 	waiters  []*getToken // callers waiting for it
 	failures int         // background refreshes failed in a row
 
@@ -111,7 +116,58 @@ func (a *credential) Receive(ctx *actor.Context) {
 	case overdue:
 		a.waitTimer = nil
 		a.expireWaiters()
+	case respec:
+		a.respec(m)
+	case removed:
+		a.removed()
 	}
+}
+
+// respec takes a named credential's new declaration. The token is kept
+// when it still answers the same question, and is then judged by the new
+// declaration's policy; otherwise it is dropped, and a job in flight for
+// the old declaration will not be taken.
+func (a *credential) respec(m respec) {
+	if a.retired {
+		return
+	}
+	now := a.d.now()
+	a.spec, a.policy = m.spec, m.spec.Policy()
+	switch {
+	case m.reset:
+		a.gen++
+		if a.cur != nil || a.rt != "" {
+			a.withdraw()
+		}
+		a.logger().Info("credential changed: the token held is dropped")
+	case a.cur != nil:
+		a.install(a.cur.tok, a.cur.verifier, now)
+		a.logger().Info("credential changed: the token held is kept")
+	}
+	a.schedule(now)
+}
+
+// removed answers everyone waiting with a 404 and leaves memory: the
+// credential is no longer served. A job in flight is abandoned, so it
+// stores nothing.
+func (a *credential) removed() {
+	if a.retired {
+		return
+	}
+	for _, g := range a.waiters {
+		g.fail(removedCredential(a.c.id))
+	}
+	a.waiters = nil
+	a.idleWaitTimer()
+	if a.cancelJob != nil {
+		a.cancelJob()
+	}
+	a.inflight = nil
+	if a.cur != nil {
+		a.cur, a.rt = nil, ""
+		a.d.host.publish(a.c, nil)
+	}
+	a.retire("removed")
 }
 
 // logger returns the logger with this credential's id. It is built per use
@@ -189,7 +245,8 @@ func (a *credential) jobFor(v Verifier, username string, background bool, now ti
 // own.
 func (a *credential) start(j *job, password tokenbroker.Secret) {
 	a.jobs++
-	j.seq = a.jobs
+	j.seq, j.gen = a.jobs, a.gen
+	j.ctx, a.cancelJob = context.WithCancel(a.d.ctx)
 	a.inflight = j
 	if !a.user {
 		password = a.spec.Password
@@ -211,9 +268,18 @@ func (a *credential) finished(d jobDone) {
 		return // a job the actor no longer waits for
 	}
 	a.inflight = nil
+	a.cancelJob()
+	a.cancelJob = nil
 	now := a.d.now()
 	waiters := a.waiters
 	a.waiters = nil
+	if j.gen != a.gen {
+		// Got under a declaration since changed: ask again.
+		a.requeue(waiters, now)
+		a.idleWaitTimer()
+		a.schedule(now)
+		return
+	}
 	switch {
 	case d.err != nil:
 		a.jobFailed(j, d, waiters, now)

@@ -291,7 +291,7 @@ func TestCallerPastItsDeadlineGets504(t *testing.T) {
 func TestRequestsToAGoneActorReachANewOne(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	first := h.mustToken(named(testApp), tokenbroker.ActionNew)
-	v, _ := h.router.cells.load(h.router.named[testApp].key)
+	v, _ := h.router.cells.load(h.router.lookup(testApp).key)
 	gone := v.pid
 	// The actor dies behind the Router's back, its cell still in place.
 	<-h.router.opts.Engine.Stop(gone).Done()
@@ -299,7 +299,7 @@ func TestRequestsToAGoneActorReachANewOne(t *testing.T) {
 	if got.AccessToken == first.AccessToken {
 		t.Fatal("not a new token")
 	}
-	v, _ = h.router.cells.load(h.router.named[testApp].key)
+	v, _ = h.router.cells.load(h.router.lookup(testApp).key)
 	if v.pid.Equals(gone) {
 		t.Fatal("the cell still points at the gone actor")
 	}

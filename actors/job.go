@@ -26,6 +26,10 @@ import (
 // so a crash at any point loses no usable refresh token.
 type job struct {
 	seq        uint64 // its number among the actor's jobs, which its report carries
+	gen        uint64 // the credential's declaration it runs for (see credential.gen)
+	// ctx ends when the Router stops or the credential is removed: a
+	// removed credential's job must not store the token it was getting.
+	ctx context.Context
 	grant      Grant
 	action     string
 	verifier   Verifier // user credentials: the verifier of the password it uses
@@ -59,14 +63,14 @@ func (j *job) obtain(password tokenbroker.Secret) jobDone {
 		return jobDone{tok: tok, err: err}
 	}
 	for {
-		lease, err := st.Acquire(j.d.ctx, j.id, j.d.owner)
+		lease, err := st.Acquire(j.ctx, j.id, j.d.owner)
 		var held *store.LeaseHeldError
 		switch {
 		case errors.As(err, &held):
 			if rec := j.awaitHolder(held); rec != nil {
 				return jobDone{rec: rec}
 			}
-			if err := j.d.ctx.Err(); err != nil {
+			if err := j.ctx.Err(); err != nil {
 				return jobDone{err: err}
 			}
 			continue // the holder died: its lease has expired
@@ -90,7 +94,7 @@ func (j *job) withLease(lease *store.Lease, password tokenbroker.Secret) jobDone
 		defer cancel()
 		_ = lease.Release(ctx)
 	}()
-	if rec, err := st.Get(j.d.ctx, j.id); err == nil && j.acceptable(rec) {
+	if rec, err := st.Get(j.ctx, j.id); err == nil && j.acceptable(rec) {
 		return jobDone{rec: rec} // another broker refreshed it just before
 	}
 	stop := j.keepRenewing(lease)
@@ -99,7 +103,7 @@ func (j *job) withLease(lease *store.Lease, password tokenbroker.Secret) jobDone
 	if err != nil {
 		return jobDone{err: err}
 	}
-	rev, perr := st.Put(j.d.ctx, j.record(tok))
+	rev, perr := st.Put(j.ctx, j.record(tok))
 	if perr != nil {
 		j.log.Warn("could not store the new token; it is served from memory only", "err", perr)
 	}
@@ -119,10 +123,10 @@ func (j *job) keepRenewing(lease *store.Lease) (stop func()) {
 			select {
 			case <-done:
 				return
-			case <-j.d.ctx.Done():
+			case <-j.ctx.Done():
 				return
 			case <-tick.C:
-				if err := lease.Renew(j.d.ctx); err != nil {
+				if err := lease.Renew(j.ctx); err != nil {
 					j.log.Warn("lost the credential's lease during an IdP call", "err", err)
 					return
 				}
@@ -137,7 +141,7 @@ func (j *job) keepRenewing(lease *store.Lease) (stop func()) {
 // out first, or the job's context ended.
 func (j *job) awaitHolder(held *store.LeaseHeldError) *store.Record {
 	wait := max(held.ExpiresIn+500*time.Millisecond, time.Second)
-	ctx, cancel := context.WithTimeout(j.d.ctx, wait)
+	ctx, cancel := context.WithTimeout(j.ctx, wait)
 	defer cancel()
 	updates, err := j.d.store.Watch(ctx, j.id)
 	if err != nil {
@@ -185,17 +189,82 @@ func (j *job) record(tok *oauth.Token) *store.Record {
 	return rec
 }
 
-// call makes the IdP call itself.
+// call makes the IdP call itself, with the credential's secrets as they
+// are now.
 func (j *job) call(password tokenbroker.Secret) (*oauth.Token, error) {
-	ep, client, ctx := j.spec.Endpoint, j.d.client, j.d.ctx
-	switch j.grant {
-	case grantRefresh:
-		return client.Refresh(ctx, ep, j.rt)
-	case GrantClientCredentials:
-		return client.ClientCredentials(ctx, ep)
-	case GrantClientAssertion:
-		return client.ClientAssertion(ctx, ep, j.spec.Assertion)
-	default:
-		return client.Password(ctx, ep, j.username, password)
+	client, ctx := j.d.client, j.ctx
+	if j.grant == GrantClientAssertion {
+		return client.ClientAssertion(ctx, j.spec.Endpoint, j.spec.Assertion)
 	}
+	return j.withClientSecret(func(ep oauth.Endpoint) (*oauth.Token, error) {
+		switch j.grant {
+		case grantRefresh:
+			return client.Refresh(ctx, ep, j.rt)
+		case GrantClientCredentials:
+			return client.ClientCredentials(ctx, ep)
+		}
+		if j.user {
+			return client.Password(ctx, ep, j.username, password)
+		}
+		return j.withOwnPassword(func(pw tokenbroker.Secret) (*oauth.Token, error) {
+			return client.Password(ctx, ep, j.username, pw)
+		})
+	})
+}
+
+// withClientSecret runs do with the credential's client secret, and when
+// the IdP refuses it as invalid_client with the secret file's other one,
+// which is then preferred: during a rotation the file holds the old and
+// the new secret, and only the IdP knows which it takes now.
+func (j *job) withClientSecret(do func(ep oauth.Endpoint) (*oauth.Token, error)) (*oauth.Token, error) {
+	ep := j.spec.Endpoint
+	sec := j.spec.Secrets
+	if sec == nil {
+		return do(ep)
+	}
+	l := sec.clients()
+	if l == nil || len(*l) == 0 {
+		return do(ep) // a public client
+	}
+	return tryEach(*l, tokenbroker.OAuthInvalidClient, func(v tokenbroker.Secret) (*oauth.Token, error) {
+		ep.ClientSecret = v
+		return do(ep)
+	}, func(v tokenbroker.Secret) {
+		j.log.Warn("the IdP refused the first client secret of the file and took the second; it is used from now on")
+		prefer(&sec.client, l, v)
+	})
+}
+
+// withOwnPassword is withClientSecret for a named password credential's
+// own password, which the IdP refuses as invalid_grant.
+func (j *job) withOwnPassword(do func(pw tokenbroker.Secret) (*oauth.Token, error)) (*oauth.Token, error) {
+	sec := j.spec.Secrets
+	if sec == nil {
+		return do(j.spec.Password)
+	}
+	l := sec.passwords()
+	if l == nil || len(*l) == 0 {
+		return do(j.spec.Password)
+	}
+	return tryEach(*l, tokenbroker.OAuthInvalidGrant, do, func(v tokenbroker.Secret) {
+		j.log.Warn("the IdP refused the first password of the file and took the second; it is used from now on")
+		prefer(&sec.password, l, v)
+	})
+}
+
+// tryEach calls do with vals[0], and when the IdP refuses it with the
+// OAuth error refused, once with vals[1]; worked is told when vals[1] did.
+func tryEach(vals []tokenbroker.Secret, refused string, do func(tokenbroker.Secret) (*oauth.Token, error), worked func(tokenbroker.Secret)) (*oauth.Token, error) {
+	tok, err := do(vals[0])
+	if err == nil || len(vals) < 2 {
+		return tok, err
+	}
+	if e := oauth.Classify(err); e.Code != tokenbroker.CodeRejected || e.OAuth != refused {
+		return tok, err
+	}
+	tok, err = do(vals[1])
+	if err == nil {
+		worked(vals[1])
+	}
+	return tok, err
 }

@@ -92,3 +92,15 @@ type wake struct{ gen uint64 }
 
 // overdue is the waiters' timer firing: answer callers past their deadline.
 type overdue struct{}
+
+// respec is a named credential's new declaration. With reset, the token
+// held answers a question no longer asked (another endpoint, client,
+// audience, grant or user) and is dropped.
+type respec struct {
+	spec  *Spec
+	reset bool
+}
+
+// removed tells a named credential's actor that the credential is no
+// longer served.
+type removed struct{}

@@ -83,7 +83,10 @@ type Options struct {
 type Router struct {
 	opts  Options
 	deps  deps // what its actors share; also the Router's logger and clock
-	named map[string]*namedCredential
+
+	named     atomic.Pointer[namedSet]
+	namedMu   sync.Mutex // serializes changes to named
+	nextNamed int        // the index of the next new name's cell key
 
 	cells cellTable
 	count atomic.Int64
@@ -122,7 +125,7 @@ func NewRouter(opts Options) (*Router, error) {
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 30 * time.Second
 	}
-	r := &Router{opts: opts, named: map[string]*namedCredential{}}
+	r := &Router{opts: opts}
 	r.deps = deps{
 		host: r, client: opts.Client, store: opts.Store, publisher: opts.Publisher, metrics: opts.Metrics,
 		owner: opts.Owner, log: opts.Logger, idle: opts.IdleTimeout, now: opts.Now,
@@ -134,13 +137,17 @@ func NewRouter(opts Options) (*Router, error) {
 	if r.deps.now == nil {
 		r.deps.now = time.Now
 	}
+	set := &namedSet{byName: map[string]*namedCredential{}}
 	for i := range opts.Named {
 		s := &opts.Named[i]
-		if _, dup := r.named[s.Name]; dup {
+		if _, dup := set.byName[s.Name]; dup {
 			return nil, fmt.Errorf("actors: duplicate credential %q", s.Name)
 		}
-		r.named[s.Name] = &namedCredential{spec: s, key: namedKey(i)}
+		set.byName[s.Name] = &namedCredential{spec: s, key: namedKey(i)}
+		set.order = append(set.order, s.Name)
 	}
+	r.named.Store(set)
+	r.nextNamed = len(opts.Named)
 	r.deps.ctx, r.cancel = context.WithCancel(context.Background())
 	// Watch the engine for requests sent to an actor that is gone (it
 	// crashed past its restarts, or was stopped behind the Router's back):
@@ -207,7 +214,7 @@ func (r *Router) resolve(req *tokenbroker.Request, t *target) *tokenbroker.Error
 		t.v = r.opts.Keyring.userVerifier(t.key.sum, req.Password)
 		return nil
 	}
-	n := r.named[req.Credential]
+	n := r.lookup(req.Credential)
 	if n == nil {
 		return tokenbroker.Errorf(tokenbroker.CodeNotFound, tokenbroker.OAuthUnknownCredential, "no credential named %s", quote(req.Credential))
 	}
@@ -288,6 +295,17 @@ func (r *Router) refuse(req *tokenbroker.Request, id string, rep tokenbroker.Rep
 // there is none or the one found is leaving memory.
 func (r *Router) redispatch(g *getToken) {
 	for {
+		if g.key.named {
+			// The credential may have changed or gone since the request
+			// was resolved: a new actor gets the current spec, and a
+			// removed credential's callers a 404.
+			n := r.lookup(g.id)
+			if n == nil || n.key != g.key {
+				g.fail(removedCredential(g.id))
+				return
+			}
+			g.spec = n.spec
+		}
 		c := r.cellFor(g.key, g.id, g.spec)
 		c.mu.RLock()
 		if !c.retired {
@@ -336,7 +354,7 @@ func (r *Router) Restore(ctx context.Context) error {
 		return fmt.Errorf("actors: list stored tokens: %w", err)
 	}
 	for _, id := range ids {
-		if n := r.named[id]; n != nil && n.spec.KeepWarm {
+		if n := r.lookup(id); n != nil && n.spec.KeepWarm {
 			r.cellFor(n.key, id, n.spec)
 		}
 	}
@@ -377,13 +395,15 @@ type CredentialStatus struct {
 }
 
 // Status reports the credentials in memory and the state of every named
-// credential, in the order of the configuration.
+// credential, in the order they were added (the configuration's, then
+// later puts).
 func (r *Router) Status() Status {
 	now := r.deps.now()
 	st := Status{Credentials: r.Credentials(), Users: r.Credentials(), Named: []CredentialStatus{}}
-	for i := range r.opts.Named {
-		cs := CredentialStatus{CredentialID: r.opts.Named[i].Name}
-		if c, ok := r.cells.load(namedKey(i)); ok {
+	set := r.named.Load()
+	for _, name := range set.order {
+		cs := CredentialStatus{CredentialID: name}
+		if c, ok := r.cells.load(set.byName[name].key); ok {
 			st.Users--
 			if s := c.snap.Load(); s != nil {
 				exp := s.tok.Expiry

@@ -36,6 +36,10 @@ type Spec struct {
 	// account. Unused for the default profile, whose callers bring their own.
 	Username string
 	Password tokenbroker.Secret
+	// Secrets, when set, are the client secret and own password to use,
+	// read at each IdP call (they rotate); Endpoint.ClientSecret and
+	// Password are then unused. Nil uses those two as they are.
+	Secrets *Secrets
 	// Assertion signs the client assertions of GrantClientAssertion.
 	Assertion *oauth.AssertionSigner
 	// RefreshThreshold is how long before expiry a token stops being served
