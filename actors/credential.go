@@ -72,7 +72,7 @@ type credential struct {
 	// gen counts the declarations whose token was dropped (respec with
 	// reset): a job started under an older one got a token for a
 	// question no longer asked.
-	gen uint64
+	gen      uint64
 	waiters  []*getToken // callers waiting for it
 	failures int         // background refreshes failed in a row
 

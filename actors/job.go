@@ -25,11 +25,11 @@ import (
 // A new token is written to the store before anyone is answered with it,
 // so a crash at any point loses no usable refresh token.
 type job struct {
-	seq        uint64 // its number among the actor's jobs, which its report carries
-	gen        uint64 // the credential's declaration it runs for (see credential.gen)
+	seq uint64 // its number among the actor's jobs, which its report carries
+	gen uint64 // the credential's declaration it runs for (see credential.gen)
 	// ctx ends when the Router stops or the credential is removed: a
 	// removed credential's job must not store the token it was getting.
-	ctx context.Context
+	ctx        context.Context
 	grant      Grant
 	action     string
 	verifier   Verifier // user credentials: the verifier of the password it uses

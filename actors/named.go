@@ -136,4 +136,3 @@ func sameIdentity(a, b *Spec) bool {
 func removedCredential(name string) *tokenbroker.Error {
 	return tokenbroker.Errorf(tokenbroker.CodeNotFound, tokenbroker.OAuthUnknownCredential, "no credential named %s", quote(name))
 }
-

@@ -81,8 +81,8 @@ type Options struct {
 // use, and answers cache hits itself from the actor's published snapshot. It
 // implements tokenbroker.Service and is safe for concurrent use.
 type Router struct {
-	opts  Options
-	deps  deps // what its actors share; also the Router's logger and clock
+	opts Options
+	deps deps // what its actors share; also the Router's logger and clock
 
 	named     atomic.Pointer[namedSet]
 	namedMu   sync.Mutex // serializes changes to named
