@@ -245,3 +245,35 @@ func mustRequests(t testing.TB, m *Metrics, transport, outcome, action string) p
 	}
 	return c
 }
+
+func TestCertificateExpiryCountsDownAndForgets(t *testing.T) {
+	m := New()
+	base := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	now := base
+	m.certs.now = func() time.Time { return now }
+	m.CertificateExpiry("crm-prod", base.Add(30*24*time.Hour))
+	body := scrape(t, m)
+	if !strings.Contains(body, `tokenbroker_certificate_expiry_seconds{credential="crm-prod"} 2.592e+06`) {
+		t.Fatalf("gauge missing or wrong:\n%s", grepLines(body, "certificate"))
+	}
+	now = base.Add(31 * 24 * time.Hour)
+	if body := scrape(t, m); !strings.Contains(body, `tokenbroker_certificate_expiry_seconds{credential="crm-prod"} -86400`) {
+		t.Fatalf("gauge does not count down past expiry:\n%s", grepLines(body, "certificate"))
+	}
+	m.CertificateExpiry("crm-prod", time.Time{})
+	if body := scrape(t, m); strings.Contains(body, `credential="crm-prod"`) {
+		t.Fatal("a forgotten credential is still reported")
+	}
+	var nilM *Metrics
+	nilM.CertificateExpiry("x", base) // must not panic
+}
+
+func grepLines(body, sub string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
