@@ -142,6 +142,9 @@ func (s *Server) checkAssertion(w http.ResponseWriter, r *http.Request, v versio
 		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 900144, "The request body must contain the following parameter: 'client_assertion'.")
 		return false
 	}
+	if s.isFederatedAssertion(clientID, form.Get("client_assertion")) {
+		return s.checkFederated(w, r, clientID)
+	}
 
 	parts := strings.Split(form.Get("client_assertion"), ".")
 	if len(parts) != 3 {

@@ -7,11 +7,13 @@
 // with Azure's response and error shapes (AADSTS codes, trace and correlation
 // ids), for public clients, clients with a secret and clients with a
 // certificate (a client assertion JWT, RFC 7523, checked as Azure AD checks
-// it: see AddCertificateClient and GenerateCertificate), it lets a test count
-// calls, script failures (throttling, HTML pages, truncated JSON, hangs,
-// ...), hold calls to pile up concurrent callers behind one IdP call, and
-// revoke refresh tokens. It does not import testing, so the demo binary can
-// use it.
+// it: see AddCertificateClient and GenerateCertificate) and clients with
+// federated identity credentials (a JWT another issuer signed, as for
+// workload identity: see AddFederatedClient and FederatedIssuer), it lets a
+// test count calls, script failures (throttling, HTML pages, truncated JSON,
+// hangs, ...), hold calls to pile up concurrent callers behind one IdP call,
+// and revoke refresh tokens. It does not import testing, so the demo binary
+// can use it.
 package fakeidp
 
 import (
@@ -63,6 +65,7 @@ type Server struct {
 	clients  map[string]string              // client id -> secret ("" = public client)
 	certs    map[string][]*x509.Certificate // client id -> registered certificates
 	jtis     map[string]time.Time           // client id + " " + jti -> assertion expiry
+	fed      federation                     // federated identity credentials; see federated.go
 	refresh  map[string]*refreshGrant
 	record   bool     // keep every token issued, for IssuedTokens
 	issued   []string // access and refresh tokens, when record is set

@@ -131,8 +131,9 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 	defer s.mu.Unlock()
 	secret, hasSecret := s.clients[clientID]
 	certs := s.certs[clientID]
-	known := hasSecret || len(certs) > 0
-	confidential := secret != "" || len(certs) > 0
+	asserts := len(certs) > 0 || s.hasFederated(clientID) // may authenticate with a client assertion
+	known := hasSecret || asserts
+	confidential := secret != "" || asserts
 	sent := form.Get("client_secret")
 	assertion := form.Get("client_assertion")
 	usesAssertion := assertion != "" || form.Has("client_assertion_type")
