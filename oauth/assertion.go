@@ -409,6 +409,14 @@ func (c *Client) ClientAssertion(ctx context.Context, ep Endpoint, s *AssertionS
 	if err != nil {
 		return nil, err
 	}
+	return c.assertionGrant(ctx, ep, assertion)
+}
+
+// assertionGrant runs the client credentials grant authenticated by
+// assertion, whoever signed it: ClientAssertion's own or
+// FederatedAssertion's from a file. A client secret is never sent with it:
+// Azure AD refuses a call carrying both (AADSTS90023).
+func (c *Client) assertionGrant(ctx context.Context, ep Endpoint, assertion string) (*Token, error) {
 	ep.ClientSecret = ""
 	return c.Exchange(ctx, ep, url.Values{
 		"grant_type":            {"client_credentials"},

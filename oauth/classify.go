@@ -51,6 +51,8 @@ const (
 	OutcomeOK Outcome = "ok"
 	// OutcomeRejected is an OAuth2 error that is not temporary
 	// (invalid_grant, invalid_client, ...): the IdP answered, and said no.
+	// An *AssertionFileError is one too: the credential is unusable
+	// before any call, as the IdP would have said.
 	OutcomeRejected Outcome = "rejected"
 	// OutcomeUnusable is an answer that is not a usable token
 	// (*ResponseError): an HTML page, truncated JSON, ...
@@ -67,9 +69,12 @@ const (
 func OutcomeOf(err error) Outcome {
 	var re *RetrieveError
 	var rs *ResponseError
+	var af *AssertionFileError
 	switch {
 	case err == nil:
 		return OutcomeOK
+	case errors.As(err, &af):
+		return OutcomeRejected
 	case errors.As(err, &re):
 		if re.Temporary() {
 			return OutcomeUnavailable
@@ -86,6 +91,11 @@ func OutcomeOf(err error) Outcome {
 // is told; nil for nil. Every error of this package has its answer:
 //
 //   - *FailFastError: 503 temporarily_unavailable, with its RetryAfter.
+//   - *AssertionFileError: 401 invalid_client, as Azure AD answers for an
+//     expired or malformed assertion: the credential is refused, and asking
+//     again will not help until its issuer rewrites the file. The
+//     description says what is wrong but not the path, which is the
+//     broker's business, not its caller's.
 //   - *RetrieveError with a 2xx status (an error body in a success): 502
 //     server_error, since the IdP, or a gateway in front of it, contradicts
 //     itself.
@@ -101,9 +111,13 @@ func Classify(err error) *tokenbroker.Error {
 	var re *RetrieveError
 	var rs *ResponseError
 	var te *TransportError
+	var af *AssertionFileError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &af):
+		return tokenbroker.Errorf(tokenbroker.CodeRejected, tokenbroker.OAuthInvalidClient,
+			"the broker's federated assertion file %s", af.Reason)
 	case errors.As(err, &ff):
 		return &tokenbroker.Error{Code: tokenbroker.CodeUnavailable, OAuth: tokenbroker.OAuthTemporarilyUnavailable,
 			Description: "the identity provider is failing; not asking it again yet", RetryAfter: ff.RetryAfterSeconds()}

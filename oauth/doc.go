@@ -32,5 +32,10 @@
 //
 // ClientAssertion runs the client credentials grant authenticated by an RFC
 // 7523 client assertion (Azure AD certificate credentials), signed by an
-// AssertionSigner loaded from PEM files with LoadAssertionSigner.
+// AssertionSigner loaded from PEM files with LoadAssertionSigner or from
+// their contents with ParseAssertionSigner. FederatedAssertion runs it with
+// a JWT another issuer signed and wrote to a file (workload identity
+// federation), read for every call; a file that cannot be used is an
+// *AssertionFileError before any request, which Classify answers as the
+// credential refused.
 package oauth

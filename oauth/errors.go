@@ -13,8 +13,9 @@ import (
 
 // ErrInvalidArgument is wrapped by the errors a Client returns before calling
 // the IdP at all: an empty or malformed TokenURL, a form without grant_type,
-// an empty username or refresh token. They are bugs or configuration
-// mistakes, never the IdP's answer.
+// an empty username or refresh token, an unusable assertion file (an
+// *AssertionFileError). They are bugs or configuration mistakes, never the
+// IdP's answer.
 var ErrInvalidArgument = errors.New("oauth: invalid argument")
 
 // RetrieveError is returned when the IdP answered with an OAuth2 error body
