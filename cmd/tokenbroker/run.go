@@ -44,6 +44,7 @@ Commands:
   watch   print token.refreshed and token.failed events as they arrive
   status  print every running broker's requests, errors and credentials
   demo-idp  serve only the demo's identity provider (for docker-compose.yml)
+  credential  put, rm, ls or show the named credentials in the brokers' registry
 
 Run 'tokenbroker COMMAND --help' for the flags of a command.
 `
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return status(ctx, args, e)
 	case "demo-idp":
 		return demoIdP(ctx, args, e)
+	case "credential":
+		return credential(ctx, args, e)
 	case "help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK
