@@ -74,6 +74,10 @@ type Server struct {
 	hold     chan struct{}
 	onCall   func(grant string)
 
+	// Client authentication methods (clientauth.go), guarded by mu.
+	authOnly  map[string]string // client id -> the one secret method it accepts
+	authCalls map[string]int64  // secret method -> calls that sent a secret by it
+
 	srv *http.Server
 	url string
 }

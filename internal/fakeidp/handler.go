@@ -102,7 +102,10 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 90002, "Tenant '"+tenant+"' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")
 		return
 	}
-	form := r.PostForm
+	form, ok := s.clientCredentials(w, r)
+	if !ok {
+		return
+	}
 	missing := func(param string) {
 		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 900144, "The request body must contain the following parameter: '"+param+"'.")
 	}
