@@ -68,11 +68,11 @@ type Options struct {
 	OpenFor time.Duration
 	// OnAttempt, when set, is called after every IdP call (not for calls
 	// failed fast by the breaker or refused before reaching the IdP) with
-	// the grant type ("password", "client_credentials", "client_assertion",
-	// "refresh_token"), the call's oauth.OutcomeOf and how long the call
-	// took on the monotonic clock. It is for metrics: it runs on the
-	// caller's goroutine, must be safe for concurrent use and should return
-	// quickly.
+	// the grant type ("password", "client_credentials", "client_assertion"
+	// (for ClientAssertion and FederatedAssertion alike), "refresh_token"),
+	// the call's oauth.OutcomeOf and how long the call took on the
+	// monotonic clock. It is for metrics: it runs on the caller's
+	// goroutine, must be safe for concurrent use and should return quickly.
 	OnAttempt func(grant string, outcome oauth.Outcome, d time.Duration)
 	// Now is the clock of the breakers (when one opened, when it may be
 	// probed). Default time.Now. Deadlines of contexts are always compared
@@ -203,6 +203,20 @@ func (c *Client) ClientAssertion(ctx context.Context, ep oauth.Endpoint, s *oaut
 	}
 	return c.do(ctx, ep, "client_assertion", func(ctx context.Context) (*oauth.Token, error) {
 		return c.oc.ClientAssertion(ctx, ep, s)
+	})
+}
+
+// FederatedAssertion runs the client credentials grant authenticated by the
+// JWT in assertionFile (workload identity federation) through the guard.
+// Each attempt reads the file again, so a retry sends whatever the issuer
+// wrote since. A file that cannot be used is refused before any call (an
+// *oauth.AssertionFileError, which wraps oauth.ErrInvalidArgument): it is
+// not retried, not reported to OnAttempt, and neither counts against the
+// endpoint's breaker nor resets its count, as the IdP was not asked.
+// Otherwise errors are as for Password.
+func (c *Client) FederatedAssertion(ctx context.Context, ep oauth.Endpoint, assertionFile string) (*oauth.Token, error) {
+	return c.do(ctx, ep, "client_assertion", func(ctx context.Context) (*oauth.Token, error) {
+		return c.oc.FederatedAssertion(ctx, ep, assertionFile)
 	})
 }
 
