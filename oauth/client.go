@@ -30,10 +30,18 @@ type Endpoint struct {
 	TokenURL string
 	// ClientID is sent as client_id when non-empty.
 	ClientID string
-	// ClientSecret is optional; when set it is sent as client_secret in the
-	// form body (Azure AD style, RFC 6749 2.3.1), never as Basic auth, so one
-	// request suffices for every IdP we target.
+	// ClientSecret is optional; when set it authenticates the client as
+	// AuthStyle says: in an HTTP Basic Authorization header or as
+	// client_secret in the form body (RFC 6749 2.3.1).
 	ClientSecret tokenbroker.Secret
+	// AuthStyle is how ClientSecret is sent. The zero value, AuthAuto,
+	// picks the form body for Azure AD, else follows AuthMethods, else
+	// finds out; see AuthStyle.
+	AuthStyle AuthStyle
+	// AuthMethods is the IdP's token_endpoint_auth_methods_supported from
+	// its discovery document, in its order, or nil when unknown. Only
+	// AuthAuto reads it.
+	AuthMethods []string
 	// Resource is Azure AD v1's resource parameter, sent when non-empty.
 	Resource string
 	// Scope is the v2 / generic scope parameter, space separated, sent when
@@ -41,13 +49,15 @@ type Endpoint struct {
 	Scope string
 }
 
-// Client calls token endpoints. It keeps no token and no state between
-// calls, so one Client is safe for concurrent use by any number of
-// credentials.
+// Client calls token endpoints. It keeps no token between calls; the only
+// state it keeps is, per token endpoint and client, the way of sending a
+// client secret that AuthAuto found to work. One Client is safe for
+// concurrent use by any number of credentials.
 type Client struct {
 	hc      *http.Client
 	timeout time.Duration
 	now     func() time.Time // the local clock; replaced in tests
+	styles  authStyles
 }
 
 // NewClient returns a Client that sends requests with hc and bounds each
@@ -123,8 +133,12 @@ func (c *Client) Refresh(ctx context.Context, ep Endpoint, refreshToken tokenbro
 
 // Exchange posts form to ep.TokenURL and returns the token of a 2xx answer.
 // form must hold grant_type and the grant's own parameters; Exchange adds
-// client_id, client_secret, resource and scope from ep where they are set
-// and form does not already have them. form is not modified.
+// client_id, resource and scope from ep where they are set and form does
+// not already have them, and authenticates with ep.ClientSecret as
+// ep.AuthStyle says unless form carries its own client_secret or a client
+// assertion (then a set ClientSecret goes in the body, as form chose).
+// Under AuthAuto one call may be two requests; see AuthStyle. form is not
+// modified.
 //
 // Errors: *RetrieveError when the IdP answered with an OAuth2 error or an
 // error status, *ResponseError when it answered 2xx (or 3xx) with no usable
@@ -149,18 +163,31 @@ func (c *Client) Exchange(ctx context.Context, ep Endpoint, form url.Values) (*T
 		}
 	}
 	setDefault("client_id", ep.ClientID)
-	setDefault("client_secret", ep.ClientSecret.Reveal())
 	setDefault("resource", ep.Resource)
 	setDefault("scope", ep.Scope)
 
+	// One deadline for the call, a second request of AuthAuto included, so
+	// that Timeout still bounds what a caller waits.
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.TokenURL, strings.NewReader(body.Encode()))
+	return c.authenticate(ctx, ep, safeURL, body)
+}
+
+// post sends one request with body and, when basic is not "", an
+// Authorization header of that value, and interprets the answer. redact
+// holds, under sensitive keys, every value of the request that must not
+// reach an error: body's, and the secret and header when they are not in
+// body.
+func (c *Client) post(ctx context.Context, tokenURL, safeURL string, body url.Values, basic string, redact url.Values) (*Token, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(body.Encode()))
 	if err != nil {
 		return nil, fmt.Errorf("%w: token URL %s: cannot build request", ErrInvalidArgument, safeURL)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
+	if basic != "" {
+		req.Header.Set("Authorization", basic)
+	}
 
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -176,8 +203,8 @@ func (c *Client) Exchange(ctx context.Context, ep Endpoint, form url.Values) (*T
 	if err != nil {
 		var re *RetrieveError
 		if errors.As(err, &re) {
-			re.Description = scrub(re.Description, body)
-			re.ErrorURI = scrub(re.ErrorURI, body)
+			re.Description = scrub(re.Description, redact)
+			re.ErrorURI = scrub(re.ErrorURI, redact)
 		}
 		return nil, err
 	}

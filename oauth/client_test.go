@@ -74,7 +74,8 @@ func TestFormBodyPerGrant(t *testing.T) {
 		},
 		{
 			name: "password v2 confidential client",
-			ep:   Endpoint{ClientID: "cid", ClientSecret: testSecret, Scope: "api://x/User.Read offline_access"},
+			// The secret in the body; clientauth_test.go covers Basic.
+			ep: Endpoint{ClientID: "cid", ClientSecret: testSecret, AuthStyle: AuthPost, Scope: "api://x/User.Read offline_access"},
 			call: func(c *Client, ep Endpoint) (*Token, error) {
 				return c.Password(context.Background(), ep, "bob", "p w&d=")
 			},
@@ -83,7 +84,7 @@ func TestFormBodyPerGrant(t *testing.T) {
 		},
 		{
 			name: "client credentials",
-			ep:   Endpoint{ClientID: "cid", ClientSecret: testSecret, Scope: "api://x/.default"},
+			ep:   Endpoint{ClientID: "cid", ClientSecret: testSecret, AuthStyle: AuthPost, Scope: "api://x/.default"},
 			call: func(c *Client, ep Endpoint) (*Token, error) { return c.ClientCredentials(context.Background(), ep) },
 			want: url.Values{"grant_type": {"client_credentials"}, "client_id": {"cid"}, "client_secret": {testSecret}, "scope": {"api://x/.default"}},
 		},
