@@ -53,6 +53,10 @@ func (c *scriptedClient) ClientAssertion(context.Context, oauth.Endpoint, *oauth
 	panic("not a certificate credential")
 }
 
+func (c *scriptedClient) FederatedAssertion(context.Context, oauth.Endpoint, string) (*oauth.Token, error) {
+	panic("not a federated credential")
+}
+
 // TestActorAlone runs one credential actor with no Router: its host and
 // its token endpoint are fakes, so what it asks of each is seen.
 func TestActorAlone(t *testing.T) {

@@ -403,7 +403,13 @@ func (a *credential) jobFailed(j *job, d jobDone, waiters []*getToken, now time.
 		a.refreshTokenRejected(e, j, waiters, now)
 		return
 	}
-	a.logger().Warn("identity provider call failed", "grant", string(j.grant), "code", e.Code, "error", e.OAuth, "took", d.took)
+	attrs := []any{"grant", string(j.grant), "code", e.Code, "error", e.OAuth, "took", d.took}
+	var af *oauth.AssertionFileError
+	if errors.As(d.err, &af) {
+		// The broker's own file is at fault, not the IdP: say which.
+		attrs = append(attrs, "assertion_file", af.File, "reason", af.Reason)
+	}
+	a.logger().Warn("identity provider call failed", attrs...)
 	switch {
 	case rejected && !a.user:
 		a.publishFailed(e, now)

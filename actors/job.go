@@ -194,6 +194,9 @@ func (j *job) record(tok *oauth.Token) *store.Record {
 func (j *job) call(password tokenbroker.Secret) (*oauth.Token, error) {
 	client, ctx := j.d.client, j.ctx
 	if j.grant == GrantClientAssertion {
+		if j.spec.AssertionFile != "" {
+			return client.FederatedAssertion(ctx, j.spec.Endpoint, j.spec.AssertionFile)
+		}
 		return client.ClientAssertion(ctx, j.spec.Endpoint, j.spec.Assertion)
 	}
 	return j.withClientSecret(func(ep oauth.Endpoint) (*oauth.Token, error) {

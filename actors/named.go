@@ -72,14 +72,18 @@ func (r *Router) Put(s Spec) error {
 // 404 from now on, and its actor, if in memory, answers its waiters so and
 // stops. With final, the credential is gone for good rather than moved
 // (the registry's rm, a reload that drops it): its stored token is deleted
-// and <prefix>.failed.<name> tells its consumers. It reports whether there
-// was such a credential.
+// and <prefix>.failed.<name> tells its consumers, even when a removal that
+// was not final stopped it already. It reports whether there was such a
+// credential.
 func (r *Router) Remove(ctx context.Context, name string, final bool) bool {
 	r.namedMu.Lock()
 	old := r.named.Load()
 	prev := old.byName[name]
 	if prev == nil {
 		r.namedMu.Unlock()
+		if final {
+			r.forget(ctx, name) // stopped already, by a removal that was not final
+		}
 		return false
 	}
 	next := &namedSet{byName: make(map[string]*namedCredential, len(old.byName)), order: make([]string, 0, len(old.order))}
@@ -97,6 +101,15 @@ func (r *Router) Remove(ctx context.Context, name string, final bool) bool {
 	r.namedMu.Unlock()
 	r.tell(prev.key, removed{})
 	if final {
+		r.forget(ctx, name)
+	}
+	return true
+}
+
+// forget deletes a removed credential's stored token and tells its
+// consumers it is gone.
+func (r *Router) forget(ctx context.Context, name string) {
+	{
 		if st := r.opts.Store; st != nil {
 			if err := st.Delete(ctx, name); err != nil {
 				r.deps.log.Warn("could not delete the stored token of a removed credential", "credential_id", name, "err", err)
@@ -107,7 +120,6 @@ func (r *Router) Remove(ctx context.Context, name string, final bool) bool {
 			Description: "the credential was removed; ask an operator for another", At: r.deps.now().UTC(),
 		})
 	}
-	return true
 }
 
 // tell sends m to the actor of key, if one is in memory and not leaving.

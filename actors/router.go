@@ -34,6 +34,9 @@ type TokenClient interface {
 	ClientCredentials(ctx context.Context, ep oauth.Endpoint) (*oauth.Token, error)
 	Refresh(ctx context.Context, ep oauth.Endpoint, refreshToken tokenbroker.Secret) (*oauth.Token, error)
 	ClientAssertion(ctx context.Context, ep oauth.Endpoint, s *oauth.AssertionSigner) (*oauth.Token, error)
+	// FederatedAssertion authenticates with the JWT in assertionFile,
+	// read for this call (workload identity federation).
+	FederatedAssertion(ctx context.Context, ep oauth.Endpoint, assertionFile string) (*oauth.Token, error)
 }
 
 var _ TokenClient = (*oauth.Client)(nil)

@@ -42,6 +42,10 @@ type Spec struct {
 	Secrets *Secrets
 	// Assertion signs the client assertions of GrantClientAssertion.
 	Assertion *oauth.AssertionSigner
+	// AssertionFile, for GrantClientAssertion without Assertion, holds a
+	// JWT another issuer signed (workload identity federation), read
+	// again for every IdP call since its issuer rotates it.
+	AssertionFile string
 	// RefreshThreshold is how long before expiry a token stops being served
 	// from cache and is refreshed. For a token that lives less than twice as
 	// long, half its lifetime is used instead, so that short-lived tokens are
