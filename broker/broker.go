@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -23,12 +24,14 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/actors"
 	"github.com/tokenbroker/tokenbroker/audit"
+	"github.com/tokenbroker/tokenbroker/catalog"
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/guard"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/messaging"
 	"github.com/tokenbroker/tokenbroker/metrics"
 	"github.com/tokenbroker/tokenbroker/oauth"
+	"github.com/tokenbroker/tokenbroker/registry"
 	"github.com/tokenbroker/tokenbroker/store"
 	"github.com/tokenbroker/tokenbroker/wire"
 )
@@ -55,7 +58,9 @@ type Broker struct {
 	server   *server.Server // the embedded NATS server; nil with NATS_URL
 	nc       *nats.Conn
 	router   *actors.Router
-	audit    *audit.Sink // nil with AUDIT=off
+	catalog  *catalog.Catalog
+	registry *registry.Registry // nil without TOKENBROKER_KEY
+	audit    *audit.Sink        // nil with AUDIT=off
 	svc      *messaging.Service
 	http     *httpapi.Server // nil when HTTP_ADDR is empty
 	httpAddr string
@@ -85,7 +90,7 @@ func Start(cfg *config.Config, o Options) (_ *Broker, err error) {
 	if b.svc, err = messaging.NewService(b.nc, subjects, b.router, messaging.ServiceOptions{
 		Logger: b.log, Metrics: b.metrics, Status: func() any { return b.router.Status() },
 		ReplyPrefixes: b.cfg.ReplyPrefixes, NamedOnOwnSubjectOnly: !b.cfg.NamedOnSharedSubject,
-		Auditor: b.auditor(),
+		Auditor: b.auditor(), Admin: b.catalog,
 	}); err != nil {
 		return nil, fmt.Errorf("broker: token.request service: %w", err)
 	}
@@ -184,7 +189,7 @@ func (b *Broker) startRouter(subjects wire.Subjects, o Options) error {
 	if err := b.useStore(&ro, o.LeaseTTL); err != nil {
 		return err
 	}
-	if ro.Default, ro.Named, err = b.credentialSpecs(); err != nil {
+	if err := b.newCatalog(&ro); err != nil {
 		return err
 	}
 	if b.router, err = actors.NewRouter(ro); err != nil {
@@ -192,6 +197,11 @@ func (b *Broker) startRouter(subjects wire.Subjects, o Options) error {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// The registry's credentials are served, and restored below, before
+	// the broker says it is up.
+	if err := b.catalog.Start(rctx, b.router); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
 	// A store that cannot be read now is no reason not to serve: the
 	// credentials are fetched again as they are asked for.
 	if err := b.router.Restore(rctx); err != nil {
@@ -252,7 +262,46 @@ func (b *Broker) useStore(ro *actors.Options, leaseTTL time.Duration) error {
 	if cfg.PreviousKey != nil {
 		b.finishRotation(ro.Store)
 	}
+	if b.registry, err = openRegistry(b.nc, cfg, b.log); err != nil {
+		return err
+	}
+	if cfg.PreviousKey != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), rotationTimeout)
+		n, err := b.registry.Rekey(ctx)
+		cancel()
+		if err != nil {
+			b.log.Warn("key rotation of the credential registry unfinished; keep TOKENBROKER_PREVIOUS_KEY set, the next start goes on", "rewritten", n, "err", err)
+		}
+	}
 	return nil
+}
+
+// openRegistry opens the credential registry, which shares the token
+// state's key and its rotation.
+func openRegistry(nc *nats.Conn, cfg *config.Config, log *slog.Logger) (*registry.Registry, error) {
+	var previous [][]byte
+	if cfg.PreviousKey != nil {
+		previous = append(previous, cfg.PreviousKey)
+	}
+	keys, err := store.NewKeys(cfg.Key, previous...)
+	if err != nil {
+		return nil, fmt.Errorf("broker: TOKENBROKER_KEY: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("broker: JetStream: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	reg, err := registry.Open(ctx, js, registry.Options{Replicas: cfg.StateReplicas, Keys: keys, Logger: log})
+	switch {
+	case errors.Is(err, store.ErrNotPermitted):
+		return nil, fmt.Errorf("broker: TOKENBROKER_KEY is set, so named credentials can also live in the credential registry, but the NATS server refuses the broker's user a subject it needs (README, \"NATS permissions for durable state\", lists them): %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("broker: the credential registry cannot be opened: %w", err)
+	}
+	log.Info("credential registry opened", "bucket", reg.Bucket())
+	return reg, nil
 }
 
 // finishRotation rewrites under TOKENBROKER_KEY the records that only
@@ -285,30 +334,44 @@ func (b *Broker) finishRotation(st *store.Store) {
 // rotationTimeout bounds finishRotation at start-up.
 const rotationTimeout = 30 * time.Second
 
-// credentialSpecs turns the default profile, if any, and the named
-// credentials into the Router's specs. A named credential's certificate is
-// loaded now, so that an unusable one stops start-up rather than its first
-// request.
-func (b *Broker) credentialSpecs() (def *actors.Spec, named []actors.Spec, err error) {
+// newCatalog builds the catalog of named credentials from the file (and,
+// once started, the registry), and the Router's specs from it. A named
+// credential's certificate is parsed now, so that an unusable one stops
+// start-up rather than its first request.
+func (b *Broker) newCatalog(ro *actors.Options) error {
 	cfg := b.cfg
 	if cfg.HasDefault() {
-		s := spec(cfg.Default, false)
-		def = &s
+		s := catalog.SpecOf(cfg.Default, false)
+		ro.Default = &s
 	}
-	for _, c := range cfg.Credentials {
-		s := spec(c, true)
-		if s.Grant == actors.GrantClientAssertion {
-			if s.Assertion, err = oauth.LoadAssertionSigner(c.CertificateFile, c.PrivateKeyFile); err != nil {
-				return nil, nil, fmt.Errorf("broker: credential %q: certificate_file/private_key_file: %w", c.Name, err)
-			}
-			if left := time.Until(s.Assertion.Certificate().NotAfter); left < 30*24*time.Hour {
-				b.log.Warn("certificate expires soon", "credential_id", c.Name, "not_after", s.Assertion.Certificate().NotAfter)
-			}
-		}
-		named = append(named, s)
+	host, _ := os.Hostname()
+	cat, err := catalog.New(catalog.Options{
+		ConfigFile: cfg.ConfigFile, Defaults: config.Credential{RefreshThreshold: cfg.Default.RefreshThreshold},
+		File: cfg.Credentials, Default: ro.Default, DefaultSecretFile: cfg.Default.ClientSecretFile,
+		Registry: b.registry, Broker: host, Metrics: b.metrics, Logger: b.log,
+	})
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
 	}
-	return def, named, nil
+	b.catalog = cat
+	ro.Named = cat.Specs()
+	return nil
 }
+
+// Reload reads TOKENBROKER_CONFIG and every secret file again (SIGHUP): added,
+// changed and removed credentials take effect at once. A file that does not
+// validate changes nothing; the error says why, in one line.
+func (b *Broker) Reload(ctx context.Context) error {
+	if err := b.catalog.Reload(ctx); err != nil {
+		b.log.Error("reload refused; the running configuration stays", "err", err)
+		return err
+	}
+	b.log.Info("configuration reloaded", "config", b.cfg.ConfigFile)
+	return nil
+}
+
+// Catalog is the broker's set of named credentials.
+func (b *Broker) Catalog() *catalog.Catalog { return b.catalog }
 
 // openStore opens the encrypted token state in JetStream. A key that fits
 // none of the stored records stops start-up, leaving them untouched, and so
@@ -397,22 +460,6 @@ func (b *Broker) HTTPAddr() string { return b.httpAddr }
 // Metrics is the broker's Prometheus metrics.
 func (b *Broker) Metrics() *metrics.Metrics { return b.metrics }
 
-// spec turns a configured credential into the actors' Spec.
-func spec(c config.Credential, named bool) actors.Spec {
-	return actors.Spec{
-		Name: c.Name,
-		Endpoint: oauth.Endpoint{
-			TokenURL: c.TokenEndpoint, ClientID: c.ClientID, ClientSecret: c.ClientSecret,
-			Resource: c.Resource, Scope: c.Scope,
-		},
-		Grant:            actors.Grant(c.Grant),
-		Username:         c.Username,
-		Password:         c.Password,
-		RefreshThreshold: c.RefreshThreshold,
-		KeepWarm:         named && c.KeepWarm,
-	}
-}
-
 // ClientURL is the URL callers reach the broker's NATS at.
 func (b *Broker) ClientURL() string {
 	if b.server != nil {
@@ -450,6 +497,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		errs = append(errs, b.router.Stop(ctx))
 	}
 	errs = append(errs, <-httpDone)
+	if b.catalog != nil {
+		b.catalog.Stop()
+	}
 	// Last of all that answers: the answers given while the others
 	// stopped are in the trail too.
 	errs = append(errs, b.stopAudit(ctx))

@@ -80,6 +80,9 @@ type ServiceOptions struct {
 	// tokenbroker` and `tokenbroker status` show it. It must return a value
 	// that encodes as a JSON object, and be safe for concurrent use.
 	Status func() any
+	// Admin, when set, serves the admin endpoints on <prefix>.admin.>:
+	// the credential registry's commands.
+	Admin Admin
 }
 
 // NewService registers the endpoint on nc and starts serving it with backend.
@@ -125,6 +128,12 @@ func NewService(nc *nats.Conn, subjects wire.Subjects, backend tokenbroker.Servi
 		if err := svc.AddEndpoint(ep.name, micro.HandlerFunc(ep.h.handle),
 			micro.WithEndpointSubject(ep.subject),
 			micro.WithEndpointQueueGroup(wire.QueueGroup)); err != nil {
+			_ = svc.Stop()
+			return nil, err
+		}
+	}
+	if o.Admin != nil {
+		if err := s.addAdmin(svc, subjects, o.Admin); err != nil {
 			_ = svc.Stop()
 			return nil, err
 		}

@@ -5,6 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/broker"
@@ -16,7 +19,8 @@ const serveHelp = `Usage: tokenbroker [serve] [flags]
 Runs the broker: answers token requests on NATS (SUBJECT_PREFIX.request) and
 publishes refreshed tokens. Without NATS_URL it starts an embedded NATS server
 on NATS_LISTEN. Every flag has an environment variable; flags win.
-Other commands: demo, token, watch, status, demo-idp ('tokenbroker help').
+SIGHUP reads TOKENBROKER_CONFIG and every secret file again.
+Other commands: demo, token, watch, status, credential, demo-idp ('tokenbroker help').
 
 `
 
@@ -52,10 +56,23 @@ func runBroker(ctx context.Context, cfg *config.Config, e env, started func(*bro
 	if started != nil {
 		started(b)
 	}
+	// SIGHUP reads TOKENBROKER_CONFIG and every secret file again; a file
+	// that does not validate is logged and changes nothing.
+	hangup := make(chan os.Signal, 1)
+	signal.Notify(hangup, syscall.SIGHUP)
+	defer signal.Stop(hangup)
 	if e.ready != nil {
 		e.ready(b.ClientURL())
 	}
-	<-ctx.Done()
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-hangup:
+			log.Info("SIGHUP: reloading TOKENBROKER_CONFIG and the secret files")
+			_ = b.Reload(ctx) // logged by the broker
+		}
+	}
 	log.Info("shutting down: answering requests in flight")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout+5*time.Second)
 	defer cancel()
