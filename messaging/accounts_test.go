@@ -37,6 +37,7 @@ func setAccountsPasswords(t *testing.T) {
 	t.Setenv("TOKENBROKER_NATS_PASSWORD", secBrokerPassword)
 	t.Setenv("TEAM_CRM_NATS_PASSWORD", teamCRMPassword)
 	t.Setenv("TEAM_HR_NATS_PASSWORD", teamHRPassword)
+	t.Setenv("ADMIN_NATS_PASSWORD", secAdminPassword)
 }
 
 // asTheAccountsREADMESays sets what examples/nats-accounts/README.md says

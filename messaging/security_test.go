@@ -42,6 +42,7 @@ const (
 	secCallerPassword    = "caller-pw-8b1d4e6f0a"
 	secCallerCRMPassword = "caller-crm-pw-2e4a6c8b0d"
 	secConsumerPassword  = "consumer-pw-5c7a9e2b4d"
+	secAdminPassword     = "admin-pw-7d2f5b9c1e"
 )
 
 // The named credential of the end-to-end test.
@@ -65,6 +66,7 @@ func setExamplePasswords(t *testing.T) {
 	t.Setenv("CALLER_NATS_PASSWORD", string(hash))
 	t.Setenv("CALLER_CRM_NATS_PASSWORD", secCallerCRMPassword)
 	t.Setenv("CONSUMER_CRM_NATS_PASSWORD", secConsumerPassword)
+	t.Setenv("ADMIN_NATS_PASSWORD", secAdminPassword)
 }
 
 // loadExampleConfig parses the example config as the embedded server does.
