@@ -383,8 +383,26 @@ func (c *Catalog) daily(ctx context.Context) {
 // A file that does not validate leaves everything as it was and is
 // returned; credentials it no longer declares are removed for good.
 func (c *Catalog) Reload(ctx context.Context) error {
+	if c.o.ConfigFile == "" {
+		// No file to read again (credentials given by a program, as the
+		// demo does): their secret files are all there is to reload.
+		c.reloadDefaultSecret()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		file := make(map[string]config.Credential, len(c.file))
+		for name, cr := range c.file {
+			next, err := reread(cr)
+			if err != nil {
+				return fmt.Errorf("credential %q: %w", name, err)
+			}
+			file[name] = next
+		}
+		c.file = file
+		c.apply(ctx, true)
+		return nil
+	}
 	var creds []config.Credential
-	if c.o.ConfigFile != "" {
+	{
 		f, err := os.Open(c.o.ConfigFile)
 		if err != nil {
 			return fmt.Errorf("TOKENBROKER_CONFIG: %w", err)

@@ -4,6 +4,8 @@
 //	tokenbroker demo [flags]      run it with an embedded NATS and a built-in Azure-AD-style IdP
 //	tokenbroker token [flags]     ask a running broker for a token
 //	tokenbroker watch [ID]        print token.refreshed and token.failed events
+//	tokenbroker status            show every broker's state
+//	tokenbroker credential ...    put, rm, ls or show credentials in the brokers' registry
 //
 // Every command takes --help.
 package main

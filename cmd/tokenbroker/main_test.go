@@ -173,7 +173,7 @@ func TestBadConfigurationStopsStartUpWithOneLine(t *testing.T) {
 }
 
 func TestEveryCommandHasHelp(t *testing.T) {
-	for _, cmd := range []string{"serve", "demo", "token", "watch", "status", "demo-idp"} {
+	for _, cmd := range []string{"serve", "demo", "token", "watch", "status", "credential", "demo-idp"} {
 		t.Run(cmd, func(t *testing.T) {
 			code, _, errs := runCmd(t, nil, cmd, "--help")
 			if code != exitOK || !strings.Contains(errs, "Usage: tokenbroker") {
