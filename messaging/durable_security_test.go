@@ -20,6 +20,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
 	"github.com/tokenbroker/tokenbroker/internal/testkit"
 	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/wire"
 )
 
 // prompt bounds a start-up that must fail at once: the bug it guards
@@ -239,5 +240,39 @@ func assertRestored(t *testing.T, b *broker.Broker, got, again tokenbroker.Reply
 	}
 	if l := logs.String(); strings.Contains(strings.ToLower(l), "permissions violation") {
 		t.Fatalf("something was refused:\n%s", l)
+	}
+}
+
+// TestExampleConfigLetsTheAdminPutACredential: with the shipped example
+// config, the admin user puts a credential through a broker, which stores
+// it in its registry with nothing refused, and a caller gets its token.
+func TestExampleConfigLetsTheAdminPutACredential(t *testing.T) {
+	setExamplePasswords(t)
+	idp, err := fakeidp.Start(fakeidp.WithClient(secClientID, secClientSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Close)
+	cfg := exampleBrokerConfig(exampleNATSConfig, "broker", secBrokerPassword)
+	cfg.Key, cfg.DataDir = newStateKey(t), t.TempDir()
+	b := brokertest.StartBroker(t, cfg, broker.Options{})
+
+	admin := connectAs(t, b.ClientURL(), "admin", secAdminPassword, nil)
+	crm := config.Credential{Name: secCredential, Grant: config.GrantClientCredentials, TokenEndpoint: idp.V2TokenURL(),
+		ClientID: secClientID, ClientSecret: tokenbroker.Secret(secClientSecret), Scope: secScope, KeepWarm: true}
+	body, err := json.Marshal(wire.AdminPutRequest{Credentials: []wire.Credential{crm.Wire()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := admin.Request(wire.Subjects{}.AdminCredentialPut(), body, 10*time.Second)
+	if err != nil {
+		t.Fatalf("put as admin: %v", err)
+	}
+	if e := wire.DecodeError(msg); e != nil {
+		t.Fatalf("put as admin: %v", e)
+	}
+	askCRM(t, b.ClientURL())
+	if err := b.Conn().LastError(); err != nil {
+		t.Fatalf("broker connection: %v", err)
 	}
 }
