@@ -308,6 +308,15 @@ func (c *Catalog) newLive(cr config.Credential, source string) *live {
 // build turns a named credential into the actors' Spec.
 func (c *Catalog) build(cr config.Credential) (actors.Spec, error) {
 	s := SpecOf(cr, true)
+	if cr.AssertionFile != "" {
+		// Read again for every IdP call, but it must be there to begin
+		// with: a typo is a start-up error, not a 401 later.
+		f, err := os.Open(cr.AssertionFile)
+		if err != nil {
+			return actors.Spec{}, fmt.Errorf("credential %q: assertion_file: %w", cr.Name, err)
+		}
+		f.Close()
+	}
 	if cr.Grant == config.GrantClientAssertion && cr.AssertionFile == "" {
 		if cr.CertificatePEM == "" {
 			// Built by hand with the paths alone, not by the config loader.
