@@ -12,8 +12,11 @@
 // workload identity: see AddFederatedClient and FederatedIssuer), it lets a
 // test count calls, script failures (throttling, HTML pages, truncated JSON,
 // hangs, ...), hold calls to pile up concurrent callers behind one IdP call,
-// and revoke refresh tokens. It does not import testing, so the demo binary
-// can use it.
+// and revoke refresh tokens. It also holds clients to one way of sending
+// their secret, HTTP Basic or the form body, as Ory Hydra and Okta do
+// (AddBasicClient, AddPostClient), and serves OpenID Connect discovery
+// documents (V2Issuer, Issuer). It does not import testing, so the demo
+// binary can use it.
 package fakeidp
 
 import (
@@ -74,9 +77,11 @@ type Server struct {
 	hold     chan struct{}
 	onCall   func(grant string)
 
-	// Client authentication methods (clientauth.go), guarded by mu.
+	// Client authentication methods (clientauth.go) and discovery
+	// (discovery.go), guarded by mu.
 	authOnly  map[string]string // client id -> the one secret method it accepts
 	authCalls map[string]int64  // secret method -> calls that sent a secret by it
+	disc      discovery
 
 	srv *http.Server
 	url string
@@ -200,12 +205,14 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
-// Handler returns the HTTP handler of both token endpoints, for serving on a
-// listener of your own (the demo does).
+// Handler returns the HTTP handler of both token endpoints and the
+// discovery documents, for serving on a listener of your own (the demo
+// does).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/{tenant}/oauth2/token", func(w http.ResponseWriter, r *http.Request) { s.serveToken(w, r, v1) })
 	mux.HandleFunc("/{tenant}/oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) { s.serveToken(w, r, v2) })
+	s.handleDiscovery(mux)
 	return mux
 }
 
