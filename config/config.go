@@ -35,6 +35,18 @@ const (
 	// GrantClientAssertion is client credentials with a certificate-signed
 	// client assertion (private_key_jwt) instead of a secret.
 	GrantClientAssertion = "client_assertion"
+	// GrantDeviceCode is a delegated user credential enrolled once with
+	// the device authorization grant (RFC 8628, `tokenbroker login`) and
+	// kept warm with its refresh token.
+	GrantDeviceCode = "device_code"
+)
+
+// Client authentication methods (client_auth, CLIENT_AUTH): how a client
+// secret is sent.
+const (
+	ClientAuthAuto  = "auto"  // post for Azure AD, discovery's first otherwise, else Basic then post
+	ClientAuthBasic = "basic" // HTTP Basic, RFC 6749 2.3.1 (client_secret_basic)
+	ClientAuthPost  = "post"  // in the form body (client_secret_post)
 )
 
 // The values of AUDIT.
@@ -139,14 +151,24 @@ type Credential struct {
 	// credential_id, so it is a single NATS subject token:
 	// 1 to 64 of A-Z a-z 0-9 - _.
 	Name          string
-	TokenEndpoint string             // absolute http(s) URL of the OAuth2 token endpoint
-	ClientID      string             // OAuth2 client_id
-	ClientSecret  tokenbroker.Secret // client_secret; zero for a public client
-	Grant         string             // GrantClientCredentials, GrantPassword or GrantClientAssertion
-	Scope         string             // OAuth2 scope, space separated (Azure AD v2, generic IdPs)
-	Resource      string             // Azure AD v1 resource; v1 endpoints use it when both are set
-	Username      string             // resource owner, grant password (named credentials only)
-	Password      tokenbroker.Secret // resource owner's password, grant password (named credentials only)
+	TokenEndpoint string // absolute http(s) URL of the OAuth2 token endpoint; or Issuer
+	// Issuer, instead of TokenEndpoint, is an OpenID Connect issuer whose
+	// discovery document gives the token endpoint (and the device
+	// authorization endpoint, and the client authentication methods).
+	Issuer string
+	// ClientAuth is how a client secret is sent: ClientAuthAuto ("" too),
+	// ClientAuthBasic or ClientAuthPost.
+	ClientAuth string
+	// ClientCapabilities are declared to the IdP with each claims request
+	// (Azure AD's xms_cc, e.g. "cp1" for continuous access evaluation).
+	ClientCapabilities []string
+	ClientID           string             // OAuth2 client_id
+	ClientSecret       tokenbroker.Secret // client_secret; zero for a public client
+	Grant              string             // GrantClientCredentials, GrantPassword or GrantClientAssertion
+	Scope              string             // OAuth2 scope, space separated (Azure AD v2, generic IdPs)
+	Resource           string             // Azure AD v1 resource; v1 endpoints use it when both are set
+	Username           string             // resource owner, grant password (named credentials only)
+	Password           tokenbroker.Secret // resource owner's password, grant password (named credentials only)
 
 	// ClientSecretFile and PasswordFile are the files ClientSecret and
 	// Password were read from, "" when given inline or not at all: the
@@ -444,11 +466,25 @@ func checkCommonKeys(c Credential) (key, msg string) {
 		return "name", `name "default" is reserved for the profile from TOKEN_ENDPOINT`
 	case c.Name == NoCredentialName:
 		return "name", `name "_none" is reserved for the audit records of requests that name no credential`
-	case c.TokenEndpoint == "":
-		return "token_endpoint", "token_endpoint is required"
+	case c.TokenEndpoint == "" && c.Issuer == "":
+		return "token_endpoint", "token_endpoint is required (or issuer, to find it by OIDC discovery)"
+	case c.TokenEndpoint != "" && c.Issuer != "":
+		return "issuer", "token_endpoint and issuer are both set; use one (issuer finds the token endpoint by discovery)"
 	}
-	if m := checkEndpoint(c.TokenEndpoint); m != "" {
-		return "token_endpoint", "token_endpoint: " + m
+	if c.TokenEndpoint != "" {
+		if m := checkEndpoint(c.TokenEndpoint); m != "" {
+			return "token_endpoint", "token_endpoint: " + m
+		}
+	}
+	if c.Issuer != "" {
+		if m := checkEndpoint(c.Issuer); m != "" {
+			return "issuer", "issuer: " + m
+		}
+	}
+	switch c.ClientAuth {
+	case "", ClientAuthAuto, ClientAuthBasic, ClientAuthPost:
+	default:
+		return "client_auth", fmt.Sprintf("client_auth %q is not one of auto, basic, post", c.ClientAuth)
 	}
 	if c.ClientID == "" {
 		return "client_id", "client_id is required"
@@ -504,10 +540,14 @@ func checkGrant(c Credential) (key, msg string) {
 		}
 	case GrantClientAssertion:
 		return checkAssertionKeys(c)
+	case GrantDeviceCode:
+		if c.Scope == "" && c.Resource == "" {
+			return "scope", "scope (or resource) is required for grant device_code: what the user consents to"
+		}
 	case "":
 		return "grant", "grant is required"
 	default:
-		return "grant", fmt.Sprintf("grant %q is not one of client_credentials, password, client_assertion", c.Grant)
+		return "grant", fmt.Sprintf("grant %q is not one of client_credentials, password, client_assertion, device_code", c.Grant)
 	}
 	return "", ""
 }

@@ -682,6 +682,13 @@ func TestLoadCredentialsErrors(t *testing.T) {
 		{"not a mapping", "- a\n", []string{"must be a mapping"}},
 		{"syntax error", "credentials:\n  - name: a\n   bad: [\n", []string{"line"}},
 		{"two documents", "credentials: []\n---\ncredentials: []\n", []string{"only one YAML document"}},
+		{"issuer and token_endpoint", head + "    client_secret: s\n    issuer: https://idp.example\n", []string{`credential "crm-prod": token_endpoint and issuer are both set`, "line 6"}},
+		{"bad issuer", "credentials:\n  - name: crm-prod\n    issuer: idp.example\n    client_id: c\n", []string{`credential "crm-prod": issuer:`, "absolute"}},
+		{"bad client_auth", head + "    client_secret: s\n    client_auth: jwt\n", []string{`credential "crm-prod": client_auth "jwt" is not one of auto, basic, post`}},
+		{"client_capabilities not a list", head + "    client_secret: s\n    client_capabilities: cp1\n", []string{`credential "crm-prod": client_capabilities must be a list`}},
+		{"device_code without scope", head + "    grant: device_code\n", []string{`credential "crm-prod": scope (or resource) is required for grant device_code`}},
+		{"three secrets in a file", head + "    client_secret_file: " + writeFile(t, dir, "three", "a\nb\nc\n") + "\n", []string{`credential "crm-prod": client_secret_file:`, "holds 3 lines"}},
+		{"assertion_file and certificate", head + "    grant: client_assertion\n    assertion_file: /t\n    certificate_file: " + cert + "\n    private_key_file: " + cert + "\n", []string{`credential "crm-prod": assertion_file and certificate_file/private_key_file are both set`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -801,5 +808,36 @@ func TestReplyPrefixesAndAllowedHosts(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "REPLY_PREFIXES") {
 			t.Errorf("REPLY_PREFIXES=%s: %v, want an error naming the setting", bad, err)
 		}
+	}
+}
+
+func TestLoadCredentialsOfIssue15(t *testing.T) {
+	doc := `credentials:
+  - name: hydra-app
+    issuer: https://hydra.example/
+    client_id: app
+    client_secret: s
+    client_auth: basic
+  - name: me
+    token_endpoint: https://login.microsoftonline.com/contoso/oauth2/v2.0/token
+    client_id: public-app
+    grant: device_code
+    scope: offline_access https://graph.microsoft.com/.default
+    client_capabilities: [cp1]
+`
+	got, err := config.LoadCredentials(strings.NewReader(doc), config.Credential{RefreshThreshold: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Issuer != "https://hydra.example/" || got[0].ClientAuth != config.ClientAuthBasic || got[0].TokenEndpoint != "" {
+		t.Fatalf("hydra-app: %+v", got[0])
+	}
+	if got[1].Grant != config.GrantDeviceCode || !reflect.DeepEqual(got[1].ClientCapabilities, []string{"cp1"}) {
+		t.Fatalf("me: %+v", got[1])
+	}
+	// The registry's shape carries them too.
+	back, err := config.FromWire(got[1].Wire(), config.Credential{})
+	if err != nil || !reflect.DeepEqual(back.ClientCapabilities, []string{"cp1"}) || back.Grant != config.GrantDeviceCode {
+		t.Fatalf("through the wire: %+v %v", back, err)
 	}
 }

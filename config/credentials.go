@@ -16,6 +16,7 @@ var credentialKeys = []string{
 	"name", "token_endpoint", "client_id", "client_secret", "client_secret_file", "grant",
 	"scope", "resource", "username", "password", "password_file", "certificate_file",
 	"private_key_file", "assertion_file", "refresh_threshold", "keep_warm",
+	"issuer", "client_auth", "client_capabilities",
 }
 
 // LoadCredentials reads the named credentials file from r:
@@ -408,6 +409,8 @@ func (cn *credentialNode) decodeStrings(c *Credential) (rawSecrets, error) {
 		{"certificate_file", &c.CertificateFile},
 		{"private_key_file", &c.PrivateKeyFile},
 		{"assertion_file", &c.AssertionFile},
+		{"issuer", &c.Issuer},
+		{"client_auth", &c.ClientAuth},
 	} {
 		v := cn.value(f.key)
 		if v == nil {
@@ -433,6 +436,18 @@ func (cn *credentialNode) decodeOptions(c *Credential) error {
 			return cn.fail("refresh_threshold", "refresh_threshold must be a whole, non-negative number of seconds")
 		}
 		c.RefreshThreshold = d
+	}
+	if v := cn.value("client_capabilities"); v != nil {
+		if v.Kind != yaml.SequenceNode {
+			return cn.fail("client_capabilities", "client_capabilities must be a list of strings, e.g. [cp1]")
+		}
+		for _, item := range v.Content {
+			item = deref(item)
+			if item.Kind != yaml.ScalarNode || item.Value == "" {
+				return cn.fail("client_capabilities", "client_capabilities must be a list of strings, e.g. [cp1]")
+			}
+			c.ClientCapabilities = append(c.ClientCapabilities, item.Value)
+		}
 	}
 	if v := cn.value("keep_warm"); v != nil {
 		if v.Kind != yaml.ScalarNode || v.Decode(&c.KeepWarm) != nil {

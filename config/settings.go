@@ -63,6 +63,16 @@ var settings = []Setting{
 	{Env: "SCOPE", Flag: "scope",
 		Usage: "OAuth2 `scope` of the default profile, space separated (Azure AD v2, generic IdPs)",
 		apply: func(c *Config, v string) error { c.Default.Scope = v; return nil }},
+	{Env: "CLIENT_AUTH", Flag: "client-auth",
+		Usage: "how the default profile sends its client secret: `auto` (the default), basic (HTTP Basic) or post (form body)",
+		apply: func(c *Config, v string) error {
+			switch v {
+			case "", ClientAuthAuto, ClientAuthBasic, ClientAuthPost:
+				c.Default.ClientAuth = v
+				return nil
+			}
+			return fmt.Errorf("%q is not one of auto, basic, post", v)
+		}},
 	{Env: "CLIENT_SECRET", FileEnv: "CLIENT_SECRET_FILE", FileFlag: "client-secret-file", Secret: true,
 		Usage: "client secret of the default profile (confidential clients)",
 		apply: func(c *Config, v string) error { c.Default.ClientSecret = tokenbroker.Secret(v); return nil }},

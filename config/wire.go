@@ -13,9 +13,9 @@ import (
 func (c Credential) Wire() wire.Credential {
 	secs := int64(c.RefreshThreshold / time.Second)
 	return wire.Credential{
-		Name: c.Name, TokenEndpoint: c.TokenEndpoint, ClientID: c.ClientID, Grant: c.Grant,
-		Scope: c.Scope, Resource: c.Resource, Username: c.Username,
-		RefreshThreshold: &secs, KeepWarm: c.KeepWarm, AssertionFile: c.AssertionFile,
+		Name: c.Name, TokenEndpoint: c.TokenEndpoint, Issuer: c.Issuer, ClientAuth: c.ClientAuth,
+		ClientID: c.ClientID, Grant: c.Grant, Scope: c.Scope, Resource: c.Resource, Username: c.Username,
+		ClientCapabilities: c.ClientCapabilities, RefreshThreshold: &secs, KeepWarm: c.KeepWarm, AssertionFile: c.AssertionFile,
 		ClientSecret: c.ClientSecret.Reveal(), NextClientSecret: c.NextClientSecret.Reveal(),
 		Password: c.Password.Reveal(), NextPassword: c.NextPassword.Reveal(),
 		CertificatePEM: c.CertificatePEM, PrivateKeyPEM: c.PrivateKeyPEM.Reveal(),
@@ -27,9 +27,10 @@ func (c Credential) Wire() wire.Credential {
 // none, and checks it as loading the file does (CheckCredential).
 func FromWire(w wire.Credential, defaults Credential) (Credential, error) {
 	c := Credential{
-		Name: w.Name, TokenEndpoint: w.TokenEndpoint, ClientID: w.ClientID, Grant: w.Grant,
-		Scope: w.Scope, Resource: w.Resource, Username: w.Username,
-		RefreshThreshold: defaults.RefreshThreshold, KeepWarm: w.KeepWarm, AssertionFile: w.AssertionFile,
+		Name: w.Name, TokenEndpoint: w.TokenEndpoint, Issuer: w.Issuer, ClientAuth: w.ClientAuth,
+		ClientID: w.ClientID, Grant: w.Grant, Scope: w.Scope, Resource: w.Resource, Username: w.Username,
+		ClientCapabilities: w.ClientCapabilities,
+		RefreshThreshold:   defaults.RefreshThreshold, KeepWarm: w.KeepWarm, AssertionFile: w.AssertionFile,
 		ClientSecret: tokenbroker.Secret(w.ClientSecret), NextClientSecret: tokenbroker.Secret(w.NextClientSecret),
 		Password: tokenbroker.Secret(w.Password), NextPassword: tokenbroker.Secret(w.NextPassword),
 		CertificatePEM: w.CertificatePEM, PrivateKeyPEM: tokenbroker.Secret(w.PrivateKeyPEM),

@@ -57,6 +57,8 @@ const (
 type Credential struct {
 	Name          string `json:"name"`
 	TokenEndpoint string `json:"token_endpoint,omitempty"`
+	Issuer        string `json:"issuer,omitempty"`
+	ClientAuth    string `json:"client_auth,omitempty"`
 	ClientID      string `json:"client_id"`
 	Grant         string `json:"grant"`
 	Scope         string `json:"scope,omitempty"`
@@ -68,6 +70,8 @@ type Credential struct {
 	// AssertionFile is a path on the brokers' hosts (a projected service
 	// account token), read there for every IdP call.
 	AssertionFile string `json:"assertion_file,omitempty"`
+	// ClientCapabilities are sent as xms_cc with claims requests.
+	ClientCapabilities []string `json:"client_capabilities,omitempty"`
 
 	// Secrets, in clear.
 	ClientSecret     string `json:"client_secret,omitempty"`
