@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -31,11 +32,13 @@ const (
 	// AD (whose hosts it knows: login.microsoftonline.com and the national
 	// clouds, *.ciamlogin.com, *.b2clogin.com). Elsewhere it takes the first
 	// of client_secret_basic and client_secret_post that Endpoint.AuthMethods
-	// lists. When AuthMethods lists neither, it tries Basic and, if the IdP
-	// answers invalid_client or 401, the form body once, within the same
-	// call; the style that got past client authentication is remembered for
-	// the token URL and client id, so later calls send one request. Nothing
-	// else (an outage, throttling, a timeout) leads to a second request.
+	// lists and, when it lists both (a server's list says what it accepts,
+	// not how each client is registered), the other once if the IdP answers
+	// invalid_client or 401. When AuthMethods lists neither, it tries Basic
+	// and then the form body the same way. The style that got past client
+	// authentication is remembered for the token URL and client id, so later
+	// calls send one request. Nothing else (an outage, throttling, a
+	// timeout) leads to a second request.
 	AuthAuto AuthStyle = iota
 	// AuthBasic sends client_id and client_secret, each form-urlencoded, in
 	// an HTTP Basic Authorization header (RFC 6749 2.3.1): the
@@ -146,16 +149,23 @@ func (c *Client) styleFor(ep Endpoint, host string) (style AuthStyle, probe bool
 	if isAzureAD(host) {
 		return AuthPost, false
 	}
-	for _, m := range ep.AuthMethods {
-		switch m {
-		case MethodBasic:
-			return AuthBasic, false
-		case MethodPost:
-			return AuthPost, false
-		}
-	}
 	if s, ok := c.styles.get(styleKey(ep.TokenURL, ep.ClientID)); ok {
 		return s, false
+	}
+	basic, post := slices.Index(ep.AuthMethods, MethodBasic), slices.Index(ep.AuthMethods, MethodPost)
+	switch {
+	case basic >= 0 && post >= 0:
+		// The IdP takes both, but each client is registered with one of
+		// them (Ory Hydra lists client_secret_post first and defaults its
+		// clients to Basic): the first listed, then the other once.
+		if post < basic {
+			return AuthPost, true
+		}
+		return AuthBasic, true
+	case basic >= 0:
+		return AuthBasic, false
+	case post >= 0:
+		return AuthPost, false
 	}
 	return AuthBasic, true
 }
@@ -201,28 +211,35 @@ func (c *Client) authenticate(ctx context.Context, ep Endpoint, safeURL string, 
 		withSecret.Set("client_secret", secret)
 		return c.post(ctx, ep.TokenURL, safeURL, withSecret, "", redact)
 	}
-	if style == AuthPost {
-		return posted()
+	send := func(s AuthStyle) (*Token, error) {
+		if s == AuthPost {
+			return posted()
+		}
+		return c.post(ctx, ep.TokenURL, safeURL, body, basic, redact)
 	}
-	tok, err := c.post(ctx, ep.TokenURL, safeURL, body, basic, redact)
+	tok, err := send(style)
 	if !probe {
 		return tok, err
 	}
 	key := styleKey(ep.TokenURL, ep.ClientID)
 	if clientAccepted(err) {
-		c.styles.set(key, AuthBasic)
+		c.styles.set(key, style)
 		return tok, err
 	}
 	if !clientRejected(err) {
 		return tok, err
 	}
-	tok, err = posted()
-	if clientAccepted(err) {
-		c.styles.set(key, AuthPost)
+	other := AuthPost
+	if style == AuthPost {
+		other = AuthBasic
 	}
-	// When the body fails too, the style stays unknown and the error is
-	// the body's: the secret is most likely wrong, and whichever style the
-	// IdP wants, its error about the body is as telling as the other.
+	tok, err = send(other)
+	if clientAccepted(err) {
+		c.styles.set(key, other)
+	}
+	// When the other fails too, the style stays unknown and the error is
+	// the second's: the secret is most likely wrong, and whichever style
+	// the IdP wants, its error about one is as telling as the other's.
 	return tok, err
 }
 

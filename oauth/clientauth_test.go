@@ -358,7 +358,9 @@ func TestAuthAutoFollowsDiscovery(t *testing.T) {
 		want    []string // the styles of two calls' requests, against postOnly
 	}{
 		{[]string{MethodPost, MethodBasic}, []string{"post", "post"}},
-		{[]string{MethodBasic, MethodPost}, []string{"basic", "basic"}}, // the IdP said so: no fallback
+		// Both listed: the first, then the other once, since the server's
+		// list says what it takes, not how this client is registered.
+		{[]string{MethodBasic, MethodPost}, []string{"basic", "post", "post"}},
 		{[]string{"private_key_jwt", MethodPost, MethodBasic}, []string{"post", "post"}},
 		{[]string{"none", "private_key_jwt", MethodBasic}, []string{"basic", "basic"}},
 		{[]string{"private_key_jwt"}, []string{"basic", "post", "post"}}, // says nothing of secrets: found out
