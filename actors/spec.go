@@ -42,6 +42,12 @@ type Spec struct {
 	Secrets *Secrets
 	// Assertion signs the client assertions of GrantClientAssertion.
 	Assertion *oauth.AssertionSigner
+	// DeviceURL is the device authorization endpoint of GrantDeviceCode
+	// (RFC 8628), from discovery or Azure AD's token endpoint.
+	DeviceURL string
+	// Capabilities are the client capabilities declared with a claims
+	// request (Azure AD's xms_cc: "cp1" for continuous access evaluation).
+	Capabilities []string
 	// AssertionFile, for GrantClientAssertion without Assertion, holds a
 	// JWT another issuer signed (workload identity federation), read
 	// again for every IdP call since its issuer rotates it.

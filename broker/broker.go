@@ -26,6 +26,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/audit"
 	"github.com/tokenbroker/tokenbroker/catalog"
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/discovery"
 	"github.com/tokenbroker/tokenbroker/guard"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/messaging"
@@ -189,7 +190,7 @@ func (b *Broker) startRouter(subjects wire.Subjects, o Options) error {
 	if err := b.useStore(&ro, o.LeaseTTL); err != nil {
 		return err
 	}
-	if err := b.newCatalog(&ro); err != nil {
+	if err := b.newCatalog(&ro, o.IdPHTTPClient); err != nil {
 		return err
 	}
 	if b.router, err = actors.NewRouter(ro); err != nil {
@@ -338,7 +339,7 @@ const rotationTimeout = 30 * time.Second
 // once started, the registry), and the Router's specs from it. A named
 // credential's certificate is parsed now, so that an unusable one stops
 // start-up rather than its first request.
-func (b *Broker) newCatalog(ro *actors.Options) error {
+func (b *Broker) newCatalog(ro *actors.Options, idpHTTP *http.Client) error {
 	cfg := b.cfg
 	if cfg.HasDefault() {
 		s := catalog.SpecOf(cfg.Default, false)
@@ -349,6 +350,9 @@ func (b *Broker) newCatalog(ro *actors.Options) error {
 		ConfigFile: cfg.ConfigFile, Defaults: config.Credential{RefreshThreshold: cfg.Default.RefreshThreshold},
 		File: cfg.Credentials, Default: ro.Default, DefaultSecretFile: cfg.Default.ClientSecretFile,
 		Registry: b.registry, Broker: host, Metrics: b.metrics, Logger: b.log,
+		Discovery: discovery.NewCache(idpHTTP, discovery.Options{OnStale: func(issuer string, err error) {
+			b.log.Warn("OIDC discovery failed; the document read before stays in use", "issuer", issuer, "err", err)
+		}}),
 	})
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)

@@ -21,14 +21,17 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/actors"
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/discovery"
 	"github.com/tokenbroker/tokenbroker/filewatch"
 	"github.com/tokenbroker/tokenbroker/metrics"
 	"github.com/tokenbroker/tokenbroker/oauth"
@@ -74,9 +77,12 @@ type Options struct {
 	Broker string
 	// PollInterval is how often secret files are checked; default 1 s.
 	PollInterval time.Duration
-	Metrics      *metrics.Metrics
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// Discovery resolves the credentials that give an issuer instead of a
+	// token endpoint; nil fetches with a default HTTP client.
+	Discovery *discovery.Cache
+	Metrics   *metrics.Metrics
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Catalog is the merged set of named credentials. It is safe for
@@ -115,6 +121,9 @@ func New(o Options) (*Catalog, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Discovery == nil {
+		o.Discovery = discovery.NewCache(nil, discovery.Options{})
 	}
 	c := &Catalog{o: o, log: o.Logger, file: map[string]config.Credential{}, reg: map[string]*registry.Entry{}, live: map[string]*live{}}
 	for _, cr := range o.File {
@@ -305,9 +314,22 @@ func (c *Catalog) newLive(cr config.Credential, source string) *live {
 	return &live{cred: cr, source: source, spec: &s}
 }
 
-// build turns a named credential into the actors' Spec.
+// build turns a named credential into the actors' Spec, finding its
+// endpoints by discovery when it gives an issuer.
 func (c *Catalog) build(cr config.Credential) (actors.Spec, error) {
 	s := SpecOf(cr, true)
+	if cr.Issuer != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), discovery.DefaultTimeout)
+		doc, err := c.o.Discovery.Get(ctx, cr.Issuer)
+		cancel()
+		if err != nil {
+			return actors.Spec{}, fmt.Errorf("credential %q: issuer: %w", cr.Name, err)
+		}
+		s.Endpoint.TokenURL, s.Endpoint.AuthMethods, s.DeviceURL = doc.TokenEndpoint, doc.TokenEndpointAuthMethods, doc.DeviceAuthorizationEndpoint
+	}
+	if cr.Grant == config.GrantDeviceCode && s.DeviceURL == "" {
+		return actors.Spec{}, fmt.Errorf("credential %q: grant device_code: no device authorization endpoint: give the IdP's issuer, whose discovery document lists it (Azure AD's token endpoint implies it)", cr.Name)
+	}
 	if cr.AssertionFile != "" {
 		// Read again for every IdP call, but it must be there to begin
 		// with: a typo is a start-up error, not a 401 later.
@@ -337,14 +359,17 @@ func (c *Catalog) build(cr config.Credential) (actors.Spec, error) {
 }
 
 // SpecOf turns a credential into the actors' Spec, without its
-// certificate (see Catalog): the default profile's, or a named one's.
+// certificate or what discovery finds (see Catalog): the default
+// profile's, or a named one's.
 func SpecOf(cr config.Credential, named bool) actors.Spec {
 	return actors.Spec{
 		Name: cr.Name,
 		Endpoint: oauth.Endpoint{
 			TokenURL: cr.TokenEndpoint, ClientID: cr.ClientID, ClientSecret: cr.ClientSecret,
-			Resource: cr.Resource, Scope: cr.Scope,
+			Resource: cr.Resource, Scope: cr.Scope, AuthStyle: authStyle(cr.ClientAuth),
 		},
+		DeviceURL:        deviceURL(cr.TokenEndpoint),
+		Capabilities:     cr.ClientCapabilities,
 		Grant:            actors.Grant(cr.Grant),
 		Username:         cr.Username,
 		Password:         cr.Password,
@@ -352,6 +377,55 @@ func SpecOf(cr config.Credential, named bool) actors.Spec {
 		AssertionFile:    cr.AssertionFile,
 		RefreshThreshold: cr.RefreshThreshold,
 		KeepWarm:         named && cr.KeepWarm,
+	}
+}
+
+func authStyle(clientAuth string) oauth.AuthStyle {
+	switch clientAuth {
+	case config.ClientAuthBasic:
+		return oauth.AuthBasic
+	case config.ClientAuthPost:
+		return oauth.AuthPost
+	}
+	return oauth.AuthAuto
+}
+
+// deviceURL is the device authorization endpoint beside an Azure AD token
+// endpoint (.../oauth2/v2.0/token → .../oauth2/v2.0/devicecode, and v1's
+// .../oauth2/token → .../oauth2/devicecode), or "" for another IdP's,
+// whose discovery document says where it is.
+func deviceURL(tokenURL string) string {
+	for _, suffix := range []string{"/oauth2/v2.0/token", "/oauth2/token"} {
+		if strings.HasSuffix(tokenURL, suffix) {
+			return strings.TrimSuffix(tokenURL, "token") + "devicecode"
+		}
+	}
+	return ""
+}
+
+// rediscover finds again the endpoints of the credentials that give an
+// issuer (daily, as the cache's documents age), and applies any change.
+// c.mu is held.
+func (c *Catalog) rediscover() {
+	for name, l := range c.live {
+		if l.cred.Issuer == "" {
+			continue
+		}
+		s, err := c.build(l.cred)
+		if err != nil {
+			c.log.Warn("discovery failed; the endpoints found before stay in use", "credential_id", name, "err", err)
+			continue
+		}
+		old := l.spec
+		if s.Endpoint.TokenURL == old.Endpoint.TokenURL && s.DeviceURL == old.DeviceURL &&
+			slices.Equal(s.Endpoint.AuthMethods, old.Endpoint.AuthMethods) {
+			continue
+		}
+		s.Secrets = old.Secrets
+		if err := c.router.Put(s); err == nil {
+			l.spec = &s
+			c.log.Info("the issuer's discovery document changed; the credential follows it", "credential_id", name, "token_endpoint", s.Endpoint.TokenURL)
+		}
 	}
 }
 
@@ -383,6 +457,7 @@ func (c *Catalog) daily(ctx context.Context) {
 		case <-t.C:
 			c.mu.Lock()
 			c.warnCertificates()
+			c.rediscover()
 			c.mu.Unlock()
 		}
 	}
@@ -694,7 +769,7 @@ func (c *Catalog) info(name string, st map[string]actors.CredentialStatus) wire.
 	l := c.live[name]
 	cr := l.cred
 	i := wire.AdminCredentialInfo{
-		Name: name, Source: l.source, Grant: cr.Grant, TokenEndpoint: cr.TokenEndpoint, ClientID: cr.ClientID,
+		Name: name, Source: l.source, Grant: cr.Grant, TokenEndpoint: l.spec.Endpoint.TokenURL, Issuer: cr.Issuer, ClientID: cr.ClientID,
 		Scope: cr.Scope, Resource: cr.Resource, Username: cr.Username,
 		RefreshThreshold: int64(cr.RefreshThreshold / time.Second), KeepWarm: cr.KeepWarm,
 		Secrets: secretKinds(cr),
