@@ -21,6 +21,9 @@ type Token struct {
 	// thresholds are bounded by it, and a min_ttl at or above it can never
 	// be met.
 	Lifetime time.Duration
+	// RefreshAt is when the IdP asked for the token to be refreshed
+	// (Azure AD's refresh_in), zero when it did not say.
+	RefreshAt time.Time
 }
 
 // ExpiresIn returns the whole seconds left at now, never negative: the

@@ -189,6 +189,17 @@ func TestTokenResponses(t *testing.T) {
 			want: Token{Token: tokenbroker.Token{AccessToken: "AT", TokenType: "Bearer", Expiry: fixedNow.Add(time.Hour), Lifetime: time.Hour}, Scope: "a b"},
 		},
 		{
+			name: "azure refresh_in hint, as a number or a string",
+			body: `{"access_token":"AT","expires_in":86399,"refresh_in":"43199"}`,
+			want: Token{Token: tokenbroker.Token{AccessToken: "AT", TokenType: "Bearer", Expiry: fixedNow.Add(86399 * time.Second),
+				Lifetime: 86399 * time.Second, RefreshAt: fixedNow.Add(43199 * time.Second)}},
+		},
+		{
+			name: "refresh_in past the expiry is dropped",
+			body: `{"access_token":"AT","expires_in":600,"refresh_in":900}`,
+			want: Token{Token: tokenbroker.Token{AccessToken: "AT", TokenType: "Bearer", Expiry: fixedNow.Add(600 * time.Second), Lifetime: 600 * time.Second}},
+		},
+		{
 			name: "other token type kept, null refresh token",
 			body: `{"access_token":"AT","token_type":"pop","expires_in":"60","refresh_token":null}`,
 			want: Token{Token: tokenbroker.Token{AccessToken: "AT", TokenType: "pop", Expiry: fixedNow.Add(time.Minute), Lifetime: time.Minute}},

@@ -100,6 +100,7 @@ type tokenJSON struct {
 	ExpiresIn    jsonSeconds `json:"expires_in"`
 	ExpiresOn    jsonSeconds `json:"expires_on"`
 	ExtExpiresIn jsonSeconds `json:"ext_expires_in"`
+	RefreshIn    jsonSeconds `json:"refresh_in"`
 	Scope        jsonScope   `json:"scope"`
 	Resource     jsonString  `json:"resource"`
 
@@ -384,6 +385,12 @@ func parseTokenResponse(status int, contentType string, body []byte, now time.Ti
 	}
 	if extExpiresIn.set && extExpiresIn.v > 0 && extExpiresIn.v <= maxSeconds {
 		t.ExtExpiresIn = time.Duration(extExpiresIn.v) * time.Second
+	}
+	// Azure AD's refresh_in: when it wants the token refreshed, ahead of
+	// its expiry (it sends it for long-lived tokens). Past the expiry it
+	// means nothing, and is dropped rather than trusted.
+	if ri := tj.RefreshIn; ri.set && ri.v > 0 && ri.v < int64(t.Lifetime/time.Second) {
+		t.RefreshAt = now.Add(time.Duration(ri.v) * time.Second)
 	}
 	return &t, nil
 }

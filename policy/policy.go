@@ -126,6 +126,35 @@ func (p Policy) Plan(held *tokenbroker.Token, refreshToken bool, now time.Time) 
 // IdP over a whole threshold's time, not in one burst. draw(n) returns a
 // number in [0, n); nil draws at random.
 func (p Policy) NextRefresh(t *tokenbroker.Token, now time.Time, draw func(n int64) int64) time.Time {
+	next := p.nextByThreshold(t, now, draw)
+	switch {
+	case !t.RefreshAt.IsZero():
+		// The IdP said when (Azure AD's refresh_in), which is how it spreads
+		// its load and rolls its keys: that time, unless the threshold comes
+		// first, past which the token is no longer served anyway.
+		return minTime(t.RefreshAt, next)
+	case t.Lifetime > LongLived:
+		// A long-lived token without a hint is refreshed at half its life,
+		// as MSAL does: a token that lives a day should not be a day old
+		// when the IdP revokes what it was issued for.
+		return minTime(t.Expiry.Add(-t.Lifetime/2), next)
+	}
+	return next
+}
+
+// LongLived is the lifetime beyond which a token the IdP gave no refresh
+// hint for is refreshed at half its life.
+const LongLived = 2 * time.Hour
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// nextByThreshold is NextRefresh by the refresh threshold alone.
+func (p Policy) nextByThreshold(t *tokenbroker.Token, now time.Time, draw func(n int64) int64) time.Time {
 	thr := p.ThresholdFor(t.Lifetime)
 	spread := min(thr, (t.Expiry.Sub(now)-thr)/2)
 	if spread <= 0 {

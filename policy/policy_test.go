@@ -192,3 +192,32 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+func TestTheIdPsRefreshHintAndLongLivedTokens(t *testing.T) {
+	p := policy.Policy{Threshold: 10 * time.Minute}
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	first := func(int64) int64 { return 0 }
+	byThreshold := p.NextRefresh(&tokenbroker.Token{Expiry: now.Add(time.Hour), Lifetime: time.Hour}, now, first)
+
+	// refresh_in: at that time, not at the threshold.
+	hinted := &tokenbroker.Token{Expiry: now.Add(time.Hour), Lifetime: time.Hour, RefreshAt: now.Add(20 * time.Minute)}
+	if at := p.NextRefresh(hinted, now, first); !at.Equal(hinted.RefreshAt) {
+		t.Errorf("with refresh_in: %v, want %v", at, hinted.RefreshAt)
+	}
+	// A hint beyond the threshold would leave the token unserved: the
+	// threshold comes first.
+	late := &tokenbroker.Token{Expiry: now.Add(time.Hour), Lifetime: time.Hour, RefreshAt: now.Add(55 * time.Minute)}
+	if at := p.NextRefresh(late, now, first); !at.Equal(byThreshold) {
+		t.Errorf("with a late refresh_in: %v, want the threshold's %v", at, byThreshold)
+	}
+	// Longer than two hours and no hint: at half its lifetime, as MSAL does.
+	day := &tokenbroker.Token{Expiry: now.Add(24 * time.Hour), Lifetime: 24 * time.Hour}
+	if at := p.NextRefresh(day, now, first); !at.Equal(now.Add(12 * time.Hour)) {
+		t.Errorf("a day-long token: %v, want at half its life %v", at, now.Add(12*time.Hour))
+	}
+	// Two hours exactly is not long-lived.
+	two := &tokenbroker.Token{Expiry: now.Add(2 * time.Hour), Lifetime: 2 * time.Hour}
+	if at := p.NextRefresh(two, now, first); !at.After(now.Add(time.Hour + 30*time.Minute)) {
+		t.Errorf("a two-hour token: %v, want by its threshold", at)
+	}
+}

@@ -122,6 +122,7 @@ type recordJSON struct {
 	RefreshToken string        `json:"refresh_token,omitempty"`
 	Expiry       time.Time     `json:"expiry"`
 	Lifetime     time.Duration `json:"lifetime_ns,omitempty"`
+	RefreshAt    *time.Time    `json:"refresh_at,omitempty"` // the IdP's refresh_in; nil when it gave none
 	Verifier     []byte        `json:"verifier,omitempty"`
 	ObtainedAt   time.Time     `json:"obtained_at"`
 }
@@ -485,7 +486,12 @@ func (s *Store) encode(r *Record) ([]byte, error) {
 	if err := checkID(r.CredentialID); err != nil {
 		return nil, err
 	}
+	var refreshAt *time.Time
+	if !r.RefreshAt.IsZero() {
+		refreshAt = &r.RefreshAt
+	}
 	pt, err := json.Marshal(recordJSON{
+		RefreshAt:    refreshAt,
 		AccessToken:  r.AccessToken,
 		TokenType:    r.TokenType,
 		RefreshToken: r.RefreshToken,
@@ -528,7 +534,7 @@ func (s *Store) decodeKey(credentialID string, value []byte, rev uint64) (*Recor
 	}
 	return &Record{
 		CredentialID: credentialID,
-		Token:        tokenbroker.Token{AccessToken: j.AccessToken, TokenType: j.TokenType, Expiry: j.Expiry, Lifetime: j.Lifetime},
+		Token:        tokenbroker.Token{AccessToken: j.AccessToken, TokenType: j.TokenType, Expiry: j.Expiry, Lifetime: j.Lifetime, RefreshAt: deref(j.RefreshAt)},
 		RefreshToken: j.RefreshToken,
 		Verifier:     j.Verifier,
 		ObtainedAt:   j.ObtainedAt,
@@ -577,4 +583,12 @@ func checkID(id string) error {
 		}
 	}
 	return nil
+}
+
+// deref is the time p points to, or the zero time.
+func deref(p *time.Time) time.Time {
+	if p == nil {
+		return time.Time{}
+	}
+	return *p
 }
