@@ -1,6 +1,7 @@
 // Package httpapi is the broker's HTTP gateway: the original helper's
 // POST /requesttoken, served by the same tokenbroker.Service as token.request
-// on NATS, plus the operations endpoints /healthz, /readyz and /metrics.
+// on NATS, a named credential's events as Server-Sent Events on /events, and
+// the operations endpoints /healthz, /readyz and /metrics.
 //
 // Every answer of /requesttoken is JSON with the contract's field names and a
 // real HTTP status: 200 with the encoded Reply, or the Error's code (400, 401,
@@ -65,7 +66,12 @@ type Options struct {
 	// id; the Service records the answers it gives. A request refused for
 	// its Host is not recorded: it is not for this gateway, and recording
 	// it would let any web page fill the trail. Nil records nothing.
+	// Each /events stream opened is recorded too, with its credential.
 	Auditor tokenbroker.Auditor
+	// Events serves GET /events, a named credential's events as
+	// Server-Sent Events (events.go), behind the same Host check as
+	// /requesttoken. Nil makes /events a 404.
+	Events *EventsOptions
 }
 
 // handler is the gateway's mux. It dispatches on the exact path by hand,
@@ -78,11 +84,12 @@ type handler struct {
 	ready   func() error
 	log     *slog.Logger
 	audit   tokenbroker.Auditor
+	events  *hub // nil without Options.Events
 }
 
-// NewHandler returns the gateway's handler: /requesttoken, /healthz, /readyz
-// and /metrics. Any other path is a 404 with a JSON error body. It panics
-// without a Service, a wiring bug.
+// NewHandler returns the gateway's handler: /requesttoken, /healthz, /readyz,
+// /metrics and, with Options.Events, /events. Any other path is a 404 with a
+// JSON error body. It panics without a Service, a wiring bug.
 func NewHandler(o Options) http.Handler {
 	if o.Service == nil {
 		panic("httpapi: NewHandler without a Service")
@@ -103,6 +110,9 @@ func NewHandler(o Options) http.Handler {
 	}
 	if h.audit == nil {
 		h.audit = tokenbroker.NopAuditor{}
+	}
+	if o.Events != nil {
+		h.events = newHub(*o.Events, h.log)
 	}
 	return h
 }
@@ -155,6 +165,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if get(w, r) {
 			h.readyz(w)
 		}
+	case PathEvents:
+		h.serveEvents(w, r)
 	case PathMetrics:
 		// Behind the Host check too: what the broker serves and how
 		// often is nothing for a rebinding page to read.

@@ -55,10 +55,11 @@ func NewServer(addr string, h http.Handler, serviceTimeout time.Duration) *Serve
 		serviceTimeout = DefaultServiceTimeout
 	}
 	log := slog.New(slog.DiscardHandler)
+	var events *hub
 	if gh, ok := h.(*handler); ok {
-		log = gh.log
+		log, events = gh.log, gh.events
 	}
-	return &Server{
+	s := &Server{
 		srv: &http.Server{
 			Addr:              addr,
 			Handler:           h,
@@ -71,6 +72,12 @@ func NewServer(addr string, h http.Handler, serviceTimeout time.Duration) *Serve
 		},
 		done: make(chan struct{}),
 	}
+	if events != nil {
+		// Shutdown waits for handlers to return, and a stream returns
+		// only when told to.
+		s.srv.RegisterOnShutdown(events.close)
+	}
+	return s
 }
 
 // Start listens on the Server's address, over TLS when certFile and keyFile
