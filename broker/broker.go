@@ -417,6 +417,10 @@ func (b *Broker) startHTTP() error {
 		// HTTP_ADDR's host is one of the gateway's own names when it is
 		// a name; httpapi ignores a wildcard address.
 		AllowedHosts: append([]string{b.cfg.HTTPAddr}, b.cfg.HTTPAllowedHosts...),
+		// /events: the events this broker and its peers publish, from
+		// the broker's own connection, and the current tokens from the
+		// Router's cache.
+		Events: &httpapi.EventsOptions{Conn: b.nc, Subjects: wire.Subjects{Prefix: b.cfg.SubjectPrefix}, Tokens: b.router},
 	})
 	b.http = httpapi.NewServer(b.cfg.HTTPAddr, h, b.cfg.RequestTimeout)
 	addr, err := b.http.Start(b.cfg.HTTPTLSCert, b.cfg.HTTPTLSKey)
