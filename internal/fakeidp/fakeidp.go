@@ -82,6 +82,7 @@ type Server struct {
 	authOnly  map[string]string // client id -> the one secret method it accepts
 	authCalls map[string]int64  // secret method -> calls that sent a secret by it
 	disc      discovery
+	dev       devices // the device authorization grant; see device.go
 
 	srv *http.Server
 	url string
@@ -213,6 +214,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/{tenant}/oauth2/token", func(w http.ResponseWriter, r *http.Request) { s.serveToken(w, r, v1) })
 	mux.HandleFunc("/{tenant}/oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) { s.serveToken(w, r, v2) })
 	s.handleDiscovery(mux)
+	s.handleDevice(mux)
 	return mux
 }
 

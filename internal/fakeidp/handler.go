@@ -125,7 +125,7 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 	case v == v2 && scope == "":
 		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 90014, "The required field 'scope' is missing from the credential. Ensure that you have all the necessary parameters for the login request.")
 		return
-	case grant != GrantPassword && grant != GrantClientCredentials && grant != GrantRefreshToken:
+	case grant != GrantPassword && grant != GrantClientCredentials && grant != GrantRefreshToken && grant != GrantDeviceCode:
 		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthUnsupportedGrantType, 70003, "The app requested an unsupported grant type.")
 		return
 	}
@@ -205,6 +205,8 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 			}
 			s.issue(w, v, clientID, g.user, resource, scope, true)
 		}
+	case GrantDeviceCode:
+		s.deviceGrant(w, r, v, form, clientID)
 	}
 }
 
