@@ -8,6 +8,7 @@
 //	tokenbench nats --listen HOST:PORT      a bare NATS server (the procs topology's first child)
 //	tokenbench serve --nats URL             broker + echo + fake IdP (the procs topology's second child)
 //	tokenbench --audit log|nats ...         the same with the audit trail on (AUDIT; off by default)
+//	tokenbench --sse-streams 1000 ...       cache hits with that many /events streams open on the broker
 //
 // See BENCHMARKS.md at the module root for results and how to read them.
 package main
@@ -57,6 +58,7 @@ type options struct {
 	cpuProfile  string
 	tokenBytes  int
 	audit       string // AUDIT of the broker under test
+	sseStreams  int    // GET /events streams held open during the throughput runs
 }
 
 const usageText = `Usage:
@@ -65,6 +67,7 @@ const usageText = `Usage:
   tokenbench nats --listen HOST:PORT      child of --topology procs: a bare NATS server
   tokenbench serve --nats URL             child of --topology procs: broker + echo + fake IdP
   tokenbench --audit log|nats ...         any of the above with the broker's audit trail on
+  tokenbench --sse-streams N ...          cache hits with N GET /events streams held open on the broker
 
 Everything listens on 127.0.0.1. Ratios (broker/echo, measured in the same run) are what
 matters; absolute numbers depend on the machine.
@@ -89,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fs.SetOutput(stderr)
 			url := fs.String("nats", "", "URL of the NATS server to serve on (required)")
 			auditMode := fs.String("audit", config.AuditOff, "AUDIT of the broker: off, log or nats")
+			httpGateway := fs.Bool("http", false, "start the broker's HTTP gateway on a free loopback port (for --sse-streams)")
 			if err := fs.Parse(args[1:]); err != nil {
 				return err
 			}
@@ -98,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if err := checkAudit(*auditMode); err != nil {
 				return err
 			}
-			return serveBackend(ctx, *url, *auditMode, stdout)
+			return serveBackend(ctx, *url, *auditMode, *httpGateway, stdout)
 		}
 	}
 	o, err := parseFlags(args, stderr)
@@ -158,6 +162,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.lifetime, "lifetime", 20*time.Second, "storm: token lifetime the IdP grants")
 	fs.DurationVar(&o.threshold, "threshold", 0, "storm: refresh threshold (default half the lifetime)")
 	fs.StringVar(&o.audit, "audit", config.AuditOff, "AUDIT of the broker under test: off, log (lines formatted as JSON, written to io.Discard) or nats (those lines, and every record published); off by default, so that figures stay comparable with earlier runs")
+	fs.IntVar(&o.sseStreams, "sse-streams", 0, "throughput: hold this many GET /events streams of the bench credential open on the broker's HTTP gateway during the runs (0: none, and no gateway, as before)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `file` (the whole broker with --topology inproc; scale: `file`.warm, and `file`.one and `file`.many, the first cache-hit run of each)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -183,6 +188,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--credentials, --idp-delay and --threshold must not be negative, --lifetime must be positive")
 	case o.tokenBytes < 64 || o.tokenBytes > 16384:
 		return nil, errors.New("--token-bytes must be between 64 and 16384")
+	case o.sseStreams < 0 || o.sseStreams > 0 && o.scenario != "throughput":
+		return nil, errors.New("--sse-streams must not be negative, and applies to the throughput scenario only")
 	}
 	if err := checkAudit(o.audit); err != nil {
 		return nil, err
@@ -221,6 +228,6 @@ func (o *options) describe() map[string]any {
 		"warmup": o.warmup.String(), "conns": o.conns, "rounds": o.rounds, "concurrency": o.concurrency,
 		"idp_delay": o.idpDelay.String(), "credentials": o.credentials,
 		"lifetime": o.lifetime.String(), "threshold": o.threshold.String(), "token_bytes": o.tokenBytes,
-		"audit": o.audit,
+		"audit": o.audit, "sse_streams": o.sseStreams,
 	}
 }

@@ -39,6 +39,32 @@ func TestInprocSmoke(t *testing.T) {
 	}
 }
 
+// TestSSEStreamsSmoke holds a few /events streams open during a brief
+// inproc run: they are all established (each got the current token) before
+// the rows, none is ended by the broker during them, and the table and the
+// JSON say how many there were.
+func TestSSEStreamsSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errs bytes.Buffer
+	err := run(ctx, []string{"--topology", "inproc", "--duration", "200ms", "--warmup", "50ms",
+		"--concurrency", "16", "--sse-streams", "40", "--json"}, &out, &errs)
+	if err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, errs.String())
+	}
+	var res Results
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || len(res.Throughput) != 1 {
+		t.Fatalf("JSON output: %v\n%s", err, out.String())
+	}
+	tr := res.Throughput[0]
+	if tr.SSEStreams != 40 || tr.SSEEnded != 0 || len(tr.Rows) != 1 || tr.Rows[0].Broker.Requests == 0 {
+		t.Fatalf("streams %d, ended early %d, rows %+v", tr.SSEStreams, tr.SSEEnded, tr.Rows)
+	}
+	if !strings.Contains(errs.String(), "== topology inproc: reply ") || !strings.Contains(errs.String(), ", 40 /events streams open, ") {
+		t.Fatalf("the table does not name the streams:\n%s", errs.String())
+	}
+}
+
 // TestScaleSmoke runs the scale scenario over a few hundred credentials and
 // checks what it reports: every credential warmed with one IdP call and
 // held, and both cache-hit runs answered. No timing is asserted.
@@ -87,6 +113,8 @@ func TestFlags(t *testing.T) {
 		{"stray argument", []string{"extra"}},
 		{"tiny tokens", []string{"--token-bytes", "10"}},
 		{"unknown audit", []string{"--audit", "stream"}},
+		{"negative streams", []string{"--sse-streams", "-1"}},
+		{"streams in another scenario", []string{"--scenario", "herd", "--sse-streams", "10"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

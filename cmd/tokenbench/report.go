@@ -46,7 +46,12 @@ type TopologyResult struct {
 	Topology   string `json:"topology"`
 	ReplyBytes int    `json:"reply_bytes"`
 	Conns      int    `json:"conns"`
-	Rows       []Row  `json:"rows"`
+	// SSEStreams is how many GET /events streams were held open on the
+	// broker during every row (--sse-streams); SSEEnded how many of them
+	// the broker ended before the runs were over.
+	SSEStreams int   `json:"sse_streams,omitempty"`
+	SSEEnded   int   `json:"sse_ended,omitempty"`
+	Rows       []Row `json:"rows"`
 }
 
 // Row compares echo and broker at one concurrency.
@@ -102,8 +107,16 @@ func printTopology(w io.Writer, t TopologyResult, o *options) {
 	if o.audit != "" && o.audit != "off" {
 		audit = ", AUDIT=" + o.audit
 	}
-	fmt.Fprintf(w, "\n== topology %s: reply %d bytes, %d connections%s, %s measured per row and target, in %d alternating rounds\n",
-		t.Topology, t.ReplyBytes, t.Conns, audit, o.duration, o.rounds)
+	// Likewise the streams: named only when some were open.
+	var streams string
+	if t.SSEStreams > 0 {
+		streams = fmt.Sprintf(", %d /events streams open", t.SSEStreams)
+		if t.SSEEnded > 0 {
+			streams += fmt.Sprintf(" (%d ended early)", t.SSEEnded)
+		}
+	}
+	fmt.Fprintf(w, "\n== topology %s: reply %d bytes, %d connections%s%s, %s measured per row and target, in %d alternating rounds\n",
+		t.Topology, t.ReplyBytes, t.Conns, audit, streams, o.duration, o.rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "conc\techo req/s\techo p50\techo p99\tbroker req/s\tbroker p50\tbroker p99\treq/s ratio\tp50 ratio\tp99 ratio\ttarget\t")
 	for _, r := range t.Rows {

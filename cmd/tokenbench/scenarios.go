@@ -45,15 +45,28 @@ func runThroughput(ctx context.Context, o *options, res *Results, out, stderr io
 			e   *env
 			err error
 		)
+		gateway := o.sseStreams > 0
 		if name == "inproc" {
-			e, err = startInproc(o.conns, backendOptions{audit: o.audit})
+			e, err = startInproc(o.conns, backendOptions{audit: o.audit, http: gateway})
 		} else {
-			e, err = startProcs(o.conns, o.audit, stderr)
+			e, err = startProcs(o.conns, o.audit, gateway, stderr)
 		}
 		if err != nil {
 			return fmt.Errorf("topology %s: %w", name, err)
 		}
 		tr := TopologyResult{Topology: name, ReplyBytes: e.replyBytes, Conns: len(e.conns)}
+		// The streams are opened by this process, the load generator's,
+		// and held for every row: echo and broker rows alike run beside
+		// them, so the ratio shows what they cost the broker.
+		var streams *sseStreams
+		if gateway {
+			progress(stderr, "%s: opening %d /events streams", name, o.sseStreams)
+			if streams, err = openSSEStreams(ctx, e.httpAddr, o.sseStreams); err != nil {
+				e.close()
+				return fmt.Errorf("topology %s: %w", name, err)
+			}
+			tr.SSEStreams = o.sseStreams
+		}
 		echo := Target{Name: "echo", Subject: echoSubject, Body: namedBody}
 		brk := Target{Name: "broker", Subject: requestSubject, Body: namedBody}
 		for _, c := range o.concurrency {
@@ -74,6 +87,12 @@ func runThroughput(ctx context.Context, o *options, res *Results, out, stderr io
 				br = br.merge(runLoad(ctx, e.conns, brk, c, w, slice))
 			}
 			tr.Rows = append(tr.Rows, newRow(er, br))
+		}
+		if streams != nil {
+			// Read before closing: those the broker dropped during the
+			// run, which should be none.
+			tr.SSEEnded = int(streams.ended.Load())
+			streams.close()
 		}
 		e.close()
 		printTopology(out, tr, o)

@@ -132,6 +132,10 @@ type backendOptions struct {
 	memory *memoryIdP
 	// audit is the broker's AUDIT; "" is off.
 	audit string
+	// http starts the broker's HTTP gateway on a free loopback port, for
+	// /events streams held open during the run; off, as before there were
+	// any, it costs nothing.
+	http bool
 }
 
 // backend is what sits behind NATS: the fake IdP, the broker and the echo
@@ -142,6 +146,7 @@ type backend struct {
 	broker     *broker.Broker
 	echoConn   *nats.Conn
 	replyBytes int
+	httpAddr   string // the broker's HTTP gateway; "" without backendOptions.http
 }
 
 // startBackend starts the fake IdP, a broker on natsURL, warms the named
@@ -170,6 +175,9 @@ func startBackend(natsURL string, o backendOptions) (_ *backend, err error) {
 	}
 	cfg := config.Defaults()
 	cfg.NATSURL, cfg.HTTPAddr = natsURL, ""
+	if o.http {
+		cfg.HTTPAddr = "127.0.0.1:0"
+	}
 	cfg.Default = config.Credential{Name: config.DefaultName, Grant: config.GrantPassword,
 		TokenEndpoint: b.idp.v1URL(), ClientID: publicClient, Resource: benchResource, RefreshThreshold: o.threshold}
 	var bo broker.Options
@@ -194,6 +202,7 @@ func startBackend(natsURL string, o backendOptions) (_ *backend, err error) {
 	if b.broker, err = broker.Start(cfg, bo); err != nil {
 		return nil, err
 	}
+	b.httpAddr = b.broker.HTTPAddr()
 	if b.echoConn, err = nats.Connect(natsURL, nats.Name("tokenbench-echo")); err != nil {
 		return nil, err
 	}
@@ -241,6 +250,7 @@ type env struct {
 	name       string
 	url        string
 	replyBytes int
+	httpAddr   string // the broker's HTTP gateway, when asked for
 	conns      []*nats.Conn
 	backend    *backend // in-process topologies only
 	stop       func()
@@ -279,7 +289,7 @@ func startInproc(conns int, o backendOptions) (*env, error) {
 		ns.Shutdown()
 		return nil, err
 	}
-	e := &env{name: "inproc", url: ns.ClientURL(), replyBytes: b.replyBytes, backend: b, stop: func() {
+	e := &env{name: "inproc", url: ns.ClientURL(), replyBytes: b.replyBytes, httpAddr: b.httpAddr, backend: b, stop: func() {
 		b.close()
 		ns.Shutdown()
 		ns.WaitForShutdown()
@@ -292,9 +302,9 @@ func startInproc(conns int, o backendOptions) (*env, error) {
 }
 
 // startProcs runs three processes: `tokenbench nats`, `tokenbench serve`
-// (broker, echo and fake IdP, with AUDIT auditMode) and this one, the load
-// generator.
-func startProcs(conns int, auditMode string, stderr io.Writer) (*env, error) {
+// (broker, echo and fake IdP, with AUDIT auditMode, and with httpGateway its
+// HTTP gateway) and this one, the load generator.
+func startProcs(conns int, auditMode string, httpGateway bool, stderr io.Writer) (*env, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = os.Args[0]
@@ -304,13 +314,30 @@ func startProcs(conns int, auditMode string, stderr io.Writer) (*env, error) {
 		return nil, fmt.Errorf("start nats child: %w", err)
 	}
 	url := strings.TrimSpace(line)
-	serveProc, line, err := startChild(exe, stderr, "serve", "--nats", url, "--audit", auditMode)
+	args := []string{"serve", "--nats", url, "--audit", auditMode}
+	if httpGateway {
+		args = append(args, "--http")
+	}
+	serveProc, line, err := startChild(exe, stderr, args...)
 	if err != nil {
 		stopChild(natsProc)
 		return nil, fmt.Errorf("start serve child: %w", err)
 	}
-	size, _ := strconv.Atoi(strings.TrimPrefix(strings.Fields(line)[0], "reply_bytes="))
-	e := &env{name: "procs", url: url, replyBytes: size, stop: func() {
+	var (
+		size     int
+		httpAddr string
+	)
+	for _, f := range strings.Fields(line) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			switch k {
+			case "reply_bytes":
+				size, _ = strconv.Atoi(v)
+			case "http":
+				httpAddr = v
+			}
+		}
+	}
+	e := &env{name: "procs", url: url, replyBytes: size, httpAddr: httpAddr, stop: func() {
 		stopChild(serveProc)
 		stopChild(natsProc)
 	}}
@@ -392,13 +419,17 @@ func serveNATS(ctx context.Context, listen string, stdout io.Writer) error {
 }
 
 // serveBackend is the `tokenbench serve` subcommand.
-func serveBackend(ctx context.Context, natsURL, auditMode string, stdout io.Writer) error {
-	b, err := startBackend(natsURL, backendOptions{audit: auditMode})
+func serveBackend(ctx context.Context, natsURL, auditMode string, httpGateway bool, stdout io.Writer) error {
+	b, err := startBackend(natsURL, backendOptions{audit: auditMode, http: httpGateway})
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	fmt.Fprintf(stdout, "%sreply_bytes=%d echo=%s\n", readyPrefix, b.replyBytes, echoSubject)
+	line := fmt.Sprintf("%sreply_bytes=%d echo=%s", readyPrefix, b.replyBytes, echoSubject)
+	if b.httpAddr != "" {
+		line += " http=" + b.httpAddr
+	}
+	fmt.Fprintln(stdout, line)
 	<-ctx.Done()
 	return nil
 }
