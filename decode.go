@@ -36,7 +36,7 @@ func decodeFast(data []byte) (r Request, ok bool) {
 			return r, false
 		}
 		switch key {
-		case "username", "password", "credential":
+		case "username", "password", "credential", "claims":
 			s, next, ok := plainString(data, i)
 			if !ok {
 				return r, false
@@ -46,6 +46,8 @@ func decodeFast(data []byte) (r Request, ok bool) {
 				r.Username = s
 			case "password":
 				r.Password = Secret(s)
+			case "claims":
+				r.Claims = s
 			default:
 				r.Credential = s
 			}
@@ -167,7 +169,7 @@ func skipScalar(data []byte, i int) (int, bool) {
 	}
 }
 
-var requestFields = []string{"username", "password", "credential", "force_refresh", "min_ttl"}
+var requestFields = []string{"username", "password", "credential", "force_refresh", "min_ttl", "claims"}
 
 func isFieldFold(key string) bool {
 	for _, f := range requestFields {

@@ -35,6 +35,11 @@ type Request struct {
 	// MinTTL, in seconds, is how long the returned token must stay valid at
 	// least. Zero means the credential's refresh threshold alone decides.
 	MinTTL int64 `json:"min_ttl,omitempty"`
+	// Claims is a claims challenge a resource returned in its
+	// WWW-Authenticate header (continuous access evaluation): the JSON
+	// object, or its base64 as the header carries it. It skips the cache:
+	// the IdP is asked with it, and the new token cached and returned.
+	Claims string `json:"claims,omitempty"`
 
 	// Transport and Caller are set by the transport that received the
 	// request, for the audit trail (see AuditRecord); never decoded from
@@ -127,7 +132,7 @@ func (r *Request) Validate() error {
 		return bad("missing password")
 	case r.Credential != "" && r.Password != "":
 		return bad("password goes with username, not with credential")
-	case len(r.Username) > MaxFieldBytes || len(r.Password) > MaxFieldBytes || len(r.Credential) > MaxFieldBytes:
+	case len(r.Username) > MaxFieldBytes || len(r.Password) > MaxFieldBytes || len(r.Credential) > MaxFieldBytes || len(r.Claims) > MaxFieldBytes:
 		return bad("a field is over %d bytes", MaxFieldBytes)
 	case r.MinTTL < 0 || r.MinTTL > MaxMinTTL:
 		return bad("min_ttl must be between 0 and %d seconds", MaxMinTTL)

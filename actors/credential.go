@@ -209,7 +209,9 @@ func (a *credential) serve(g *getToken, now time.Time) {
 	a.waiters = append(a.waiters, g)
 	a.armWaitTimer()
 	if a.inflight == nil && !a.loading {
-		a.start(a.jobFor(g.verifier, g.req.Username, false, now), g.req.Password)
+		j := a.jobFor(g.verifier, g.req.Username, false, now)
+		j.claims = g.req.Claims
+		a.start(j, g.req.Password)
 	}
 }
 
@@ -287,11 +289,11 @@ func (a *credential) finished(d jobDone) {
 		// Another broker got it; it published the event.
 		a.adopt(d.rec, now)
 		a.logger().Info("token taken from the store", "action", j.action, "expires_in", d.rec.ExpiresIn(now), "took", d.took)
-		a.answer(waiters, j.action, tokenbroker.SourceStore, now)
+		a.answer(waiters, j.action, tokenbroker.SourceStore, "", now)
 	default:
 		a.accept(j, d, now)
 		a.logger().Info("token acquired", "grant", string(j.grant), "action", j.action, "expires_in", d.tok.ExpiresIn(now), "took", d.took)
-		a.answer(waiters, j.action, tokenbroker.SourceIdP, now)
+		a.answer(waiters, j.action, tokenbroker.SourceIdP, j.claims, now)
 	}
 	a.idleWaitTimer()
 	if a.empty() {
@@ -310,14 +312,18 @@ func (a *credential) empty() bool {
 	return a.user && a.cur == nil && a.inflight == nil && !a.loading && len(a.waiters) == 0
 }
 
-// answer gives the token just obtained to the waiters it is for, and
-// queues the others (another password's callers) for the next job.
-func (a *credential) answer(waiters []*getToken, action, source string, now time.Time) {
+// answer gives the token just obtained (with the claims challenge claims,
+// "" for none) to the waiters it is for, and queues the others (another
+// password's callers, another challenge's) for the next job.
+func (a *credential) answer(waiters []*getToken, action, source, claims string, now time.Time) {
 	var again []*getToken
 	for _, g := range waiters {
 		tok := a.heldFor(&g.verifier)
 		switch {
 		case tok == nil:
+			again = append(again, g)
+		case g.req.Claims != "" && g.req.Claims != claims:
+			// A claims challenge is met only by a token asked for with it.
 			again = append(again, g)
 		case !policy.Outlives(tok, &g.req, now):
 			g.fail(policy.Unmet(tok, &g.req, now))

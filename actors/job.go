@@ -34,6 +34,7 @@ type job struct {
 	action     string
 	verifier   Verifier // user credentials: the verifier of the password it uses
 	background bool     // started by the refresh timer, not by a caller
+	claims     string   // the caller's claims challenge, "" for none
 
 	id       string // credential_id
 	user     bool
@@ -159,7 +160,8 @@ func (j *job) awaitHolder(held *store.LeaseHeldError) *store.Record {
 // job would get: newer than the one held, not expired, and for a user
 // obtained with the same password.
 func (j *job) acceptable(rec *store.Record) bool {
-	if rec == nil || rec.AccessToken == "" || rec.Revision <= j.rev {
+	if rec == nil || rec.AccessToken == "" || rec.Revision <= j.rev || j.claims != "" {
+		// A claims challenge is met only by a token asked for with it.
 		return false
 	}
 	if !rec.Expiry.After(j.d.now()) || !rec.Expiry.After(j.expiry) {
@@ -193,13 +195,19 @@ func (j *job) record(tok *oauth.Token) *store.Record {
 // are now.
 func (j *job) call(password tokenbroker.Secret) (*oauth.Token, error) {
 	client, ctx := j.d.client, j.ctx
+	ep := j.spec.Endpoint
+	claims, err := oauth.MergeClaims(j.claims, j.spec.Capabilities)
+	if err != nil { // the Router checked it: a backstop
+		return nil, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, tokenbroker.OAuthInvalidRequest, "%s", err)
+	}
+	ep.Claims = claims
 	if j.grant == GrantClientAssertion {
 		if j.spec.AssertionFile != "" {
-			return client.FederatedAssertion(ctx, j.spec.Endpoint, j.spec.AssertionFile)
+			return client.FederatedAssertion(ctx, ep, j.spec.AssertionFile)
 		}
-		return client.ClientAssertion(ctx, j.spec.Endpoint, j.spec.Assertion)
+		return client.ClientAssertion(ctx, ep, j.spec.Assertion)
 	}
-	return j.withClientSecret(func(ep oauth.Endpoint) (*oauth.Token, error) {
+	return j.withClientSecret(ep, func(ep oauth.Endpoint) (*oauth.Token, error) {
 		switch j.grant {
 		case grantRefresh:
 			return client.Refresh(ctx, ep, j.rt)
@@ -219,8 +227,7 @@ func (j *job) call(password tokenbroker.Secret) (*oauth.Token, error) {
 // the IdP refuses it as invalid_client with the secret file's other one,
 // which is then preferred: during a rotation the file holds the old and
 // the new secret, and only the IdP knows which it takes now.
-func (j *job) withClientSecret(do func(ep oauth.Endpoint) (*oauth.Token, error)) (*oauth.Token, error) {
-	ep := j.spec.Endpoint
+func (j *job) withClientSecret(ep oauth.Endpoint, do func(ep oauth.Endpoint) (*oauth.Token, error)) (*oauth.Token, error) {
 	sec := j.spec.Secrets
 	if sec == nil {
 		return do(ep)

@@ -257,6 +257,12 @@ func (r *Router) serve(req *tokenbroker.Request, rep tokenbroker.Replier) (*snap
 		r.refuse(req, "", rep, err)
 		return nil, time.Time{}
 	}
+	if req.Claims != "" {
+		if err := oauth.ValidClaims(req.Claims); err != nil {
+			r.refuse(req, t.id(), rep, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, tokenbroker.OAuthInvalidRequest, "%s", err))
+			return nil, time.Time{}
+		}
+	}
 	now := r.deps.now()
 	s := r.cells.snapshot(t.key)
 	if s != nil && s.serves(req, &t.v, now) {

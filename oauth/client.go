@@ -47,6 +47,11 @@ type Endpoint struct {
 	// Scope is the v2 / generic scope parameter, space separated, sent when
 	// non-empty.
 	Scope string
+	// Claims is the claims request parameter (OpenID Connect Core 5.5), a
+	// JSON object, sent when non-empty: a resource's claims challenge
+	// (continuous access evaluation) and the client's capabilities
+	// (Azure AD's xms_cc). See MergeClaims.
+	Claims string
 }
 
 // Client calls token endpoints. It keeps no token between calls; the only
@@ -165,6 +170,7 @@ func (c *Client) Exchange(ctx context.Context, ep Endpoint, form url.Values) (*T
 	setDefault("client_id", ep.ClientID)
 	setDefault("resource", ep.Resource)
 	setDefault("scope", ep.Scope)
+	setDefault("claims", ep.Claims)
 
 	// One deadline for the call, a second request of AuthAuto included, so
 	// that Timeout still bounds what a caller waits.

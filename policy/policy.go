@@ -52,7 +52,7 @@ func (p Policy) FreshUntil(t *tokenbroker.Token) time.Time {
 // not force a refresh, t is still before its refresh threshold, and it
 // outlives the caller's min_ttl.
 func (p Policy) Serves(t *tokenbroker.Token, req *tokenbroker.Request, now time.Time) bool {
-	return !req.ForceRefresh && now.Before(p.FreshUntil(t)) && Outlives(t, req, now)
+	return !req.ForceRefresh && req.Claims == "" && now.Before(p.FreshUntil(t)) && Outlives(t, req, now)
 }
 
 // ServesStale reports whether t may answer req at now although a new token
@@ -60,7 +60,7 @@ func (p Policy) Serves(t *tokenbroker.Token, req *tokenbroker.Request, now time.
 // and outlives min_ttl, threshold or not. A forced refresh is never answered
 // with the token the caller wanted replaced.
 func (p Policy) ServesStale(t *tokenbroker.Token, req *tokenbroker.Request, now time.Time) bool {
-	return !req.ForceRefresh && Outlives(t, req, now)
+	return !req.ForceRefresh && req.Claims == "" && Outlives(t, req, now)
 }
 
 // Outlives reports whether t is still valid at now and stays valid for

@@ -17,6 +17,7 @@ type request struct {
 	Credential   string `json:"credential,omitempty"`
 	ForceRefresh bool   `json:"force_refresh,omitempty"`
 	MinTTL       int64  `json:"min_ttl,omitempty"`
+	Claims       string `json:"claims,omitempty"`
 }
 
 // EncodeRequest returns the body of a token request for req, password in
@@ -30,19 +31,20 @@ func EncodeRequest(req tokenbroker.Request) []byte {
 		Credential:   req.Credential,
 		ForceRefresh: req.ForceRefresh,
 		MinTTL:       req.MinTTL,
+		Claims:       req.Claims,
 	})
 	return data
 }
 
 // RequestMsg returns the subject and body to send req on: a named
 // credential's own subject (token.request.<name>), with a body that carries
-// only force_refresh and min_ttl, so that NATS permissions on that subject
+// only force_refresh, min_ttl and claims, so that NATS permissions on that subject
 // decide who may have the credential; token.request for a
 // username/password request, or a name that cannot be a subject token
 // (which the broker then refuses for what it is).
 func RequestMsg(s Subjects, req tokenbroker.Request) (subject string, data []byte) {
 	if req.Credential != "" && req.Username == "" && req.Password.IsZero() && ValidName(req.Credential) {
-		return s.RequestFor(req.Credential), EncodeRequest(tokenbroker.Request{ForceRefresh: req.ForceRefresh, MinTTL: req.MinTTL})
+		return s.RequestFor(req.Credential), EncodeRequest(tokenbroker.Request{ForceRefresh: req.ForceRefresh, MinTTL: req.MinTTL, Claims: req.Claims})
 	}
 	return s.Request(), EncodeRequest(req)
 }

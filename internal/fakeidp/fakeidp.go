@@ -69,6 +69,7 @@ type Server struct {
 	certs    map[string][]*x509.Certificate // client id -> registered certificates
 	jtis     map[string]time.Time           // client id + " " + jti -> assertion expiry
 	fed      federation                     // federated identity credentials; see federated.go
+	hints    hints                          // refresh_in and claims requests; see claims.go
 	refresh  map[string]*refreshGrant
 	record   bool     // keep every token issued, for IssuedTokens
 	issued   []string // access and refresh tokens, when record is set

@@ -109,6 +109,11 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 	missing := func(param string) {
 		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 900144, "The request body must contain the following parameter: '"+param+"'.")
 	}
+	claims := form.Get("claims")
+	if claims != "" && !s.noteClaims(claims) {
+		s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidRequest, 50005, "The claims parameter is not a valid JSON object.")
+		return
+	}
 	grant := form.Get("grant_type")
 	clientID := form.Get("client_id")
 	resource, scope := form.Get("resource"), form.Get("scope")
@@ -175,14 +180,14 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 		case password != want:
 			s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidGrant, 50126, "Error validating credentials due to invalid username or password.")
 		default:
-			s.issue(w, v, clientID, username, resource, scope, v == v1 || hasScope(scope, "offline_access"))
+			s.issueWith(w, v, clientID, username, resource, scope, v == v1 || hasScope(scope, "offline_access"), claims)
 		}
 	case GrantClientCredentials:
 		if v == v2 && !strings.HasSuffix(strings.TrimSpace(scope), "/.default") {
 			s.writeError(w, r, http.StatusBadRequest, tokenbroker.OAuthInvalidScope, 1002012, "The provided value for scope "+scope+" is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
 			return
 		}
-		s.issue(w, v, clientID, "", resource, scope, false)
+		s.issueWith(w, v, clientID, "", resource, scope, false, claims)
 	case GrantRefreshToken:
 		rt := form.Get("refresh_token")
 		if rt == "" {
@@ -203,7 +208,7 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 			if s.strict {
 				g.state = rtUsed
 			}
-			s.issue(w, v, clientID, g.user, resource, scope, true)
+			s.issueWith(w, v, clientID, g.user, resource, scope, true, claims)
 		}
 	case GrantDeviceCode:
 		s.deviceGrant(w, r, v, form, clientID)
@@ -212,7 +217,13 @@ func (s *Server) grant(w http.ResponseWriter, r *http.Request, v version) {
 
 // issue writes a token response. The caller holds s.mu.
 func (s *Server) issue(w http.ResponseWriter, v version, clientID, user, resource, scope string, withRefresh bool) {
-	body := s.tokenBody(v, clientID, user, resource, scope)
+	s.issueWith(w, v, clientID, user, resource, scope, withRefresh, "")
+}
+
+// issueWith is issue for a request that carried the claims parameter
+// claims ("" for none): see claims.go.
+func (s *Server) issueWith(w http.ResponseWriter, v version, clientID, user, resource, scope string, withRefresh bool, claims string) {
+	body := s.tokenBody(v, clientID, user, resource, scope, claims)
 	if withRefresh {
 		rt := "0.A" + base64.RawURLEncoding.EncodeToString(randomBytes(48))
 		s.refresh[rt] = &refreshGrant{user: user, clientID: clientID}
@@ -230,7 +241,7 @@ func (s *Server) issue(w http.ResponseWriter, v version, clientID, user, resourc
 // tokenBody returns a token response without refresh token, in the dialect
 // of v: v1 sends every number as a string and adds expires_on, not_before and
 // resource; v2 sends numbers. The caller holds s.mu (for the lifetime).
-func (s *Server) tokenBody(v version, clientID, user, resource, scope string) map[string]any {
+func (s *Server) tokenBody(v version, clientID, user, resource, scope string, claimsParam ...string) map[string]any {
 	now := s.now()
 	secs := int64(s.lifetime / time.Second)
 	if secs < 1 {
@@ -273,6 +284,7 @@ func (s *Server) tokenBody(v version, clientID, user, resource, scope string) ma
 		body["scope"] = scope
 		body["expires_in"], body["ext_expires_in"] = secs, secs
 	}
+	s.applyHints(v, body, claims, secs, claimsParam...)
 	body["access_token"] = s.jwt(claims)
 	return body
 }
