@@ -209,7 +209,33 @@ func (b *Broker) startRouter(subjects wire.Subjects, o Options) error {
 		b.log.Warn("could not restore stored credentials; they come back on first use", "err", err)
 	}
 	b.metrics.SetCredentials(b.router.Credentials)
+	b.watchBreakers(ro)
 	return nil
+}
+
+// breakerStates is the guard's view of its circuit breakers.
+type breakerStates interface {
+	BreakerStates(known ...string) map[string]guard.BreakerState
+}
+
+// watchBreakers has tokenbroker_idp_breaker_state read the IdP client's
+// breakers at each scrape: those of the endpoints configured at start-up,
+// closed until their first call, so that the gauge and its alert exist
+// before any outage, and of every endpoint called since (a credential added
+// later, or changed to another endpoint).
+func (b *Broker) watchBreakers(ro actors.Options) {
+	bs, ok := ro.Client.(breakerStates)
+	if !ok {
+		return
+	}
+	var known []string
+	if ro.Default != nil {
+		known = append(known, ro.Default.Endpoint.TokenURL)
+	}
+	for _, s := range ro.Named {
+		known = append(known, s.Endpoint.TokenURL)
+	}
+	b.metrics.SetBreakerStates(func() map[string]guard.BreakerState { return bs.BreakerStates(known...) })
 }
 
 // routerOptions are the Router's options but for the store and the

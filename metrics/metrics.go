@@ -5,9 +5,11 @@
 // Every label value comes from a small fixed set (transports, reply codes,
 // action phrases, grant names, outcomes). A value outside its set is counted
 // as "other": labels never carry a username, a secret or a token, and a bug
-// in a caller cannot create unbounded series. The one label that is not
-// from a fixed set is the credential of tokenbroker_certificate_expiry_seconds:
-// a named credential's name, which operators choose and alerts must name.
+// in a caller cannot create unbounded series. Two labels are not from a
+// fixed set: the credential of tokenbroker_certificate_expiry_seconds, a
+// named credential's name, which operators choose and alerts must name; and
+// the endpoint of tokenbroker_idp_breaker_state, a configured token
+// endpoint's scheme, host and path, without user info or query.
 //
 // Every method is safe on a nil *Metrics, where it does nothing, so packages
 // take a *Metrics that may be nil and call it without checks.
@@ -124,11 +126,12 @@ type Metrics struct {
 
 	credentials atomic.Pointer[func() int]
 	certs       *certificates
+	breakers    *breakers
 }
 
 // New returns a Metrics with every metric registered on a fresh registry.
 func New() *Metrics {
-	m := &Metrics{Registry: prometheus.NewRegistry(), certs: newCertificates()}
+	m := &Metrics{Registry: prometheus.NewRegistry(), certs: newCertificates(), breakers: newBreakers()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace,
 		Name:      "requests_total",
@@ -175,7 +178,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.idpCalls, m.idpDuration, m.refreshes, m.events, m.auditDropped, credentials, m.certs,
+		m.requests, m.idpCalls, m.idpDuration, m.refreshes, m.events, m.auditDropped, credentials, m.certs, m.breakers,
 	)
 	m.hitNATS = m.requests.WithLabelValues(TransportNATS, OutcomeOK, tokenbroker.ActionExisting)
 	m.hitHTTP = m.requests.WithLabelValues(TransportHTTP, OutcomeOK, tokenbroker.ActionExisting)
