@@ -120,6 +120,8 @@ func (a *credential) Receive(ctx *actor.Context) {
 		a.respec(m)
 	case removed:
 		a.removed()
+	case loggedIn:
+		a.loggedIn(m)
 	}
 }
 
@@ -161,6 +163,9 @@ func (a *credential) removed() {
 	a.idleWaitTimer()
 	if a.cancelJob != nil {
 		a.cancelJob()
+	}
+	if a.inflight != nil && a.inflight.onDone != nil {
+		a.inflight.onDone(removedCredential(a.c.id))
 	}
 	a.inflight = nil
 	if a.cur != nil {
@@ -275,6 +280,14 @@ func (a *credential) finished(d jobDone) {
 	now := a.d.now()
 	waiters := a.waiters
 	a.waiters = nil
+	if j.onDone != nil {
+		switch {
+		case j.gen != a.gen:
+			j.onDone(errors.New("the credential was changed during the login"))
+		default:
+			j.onDone(d.err)
+		}
+	}
 	if j.gen != a.gen {
 		// Got under a declaration since changed: ask again.
 		a.requeue(waiters, now)
@@ -417,7 +430,10 @@ func (a *credential) jobFailed(j *job, d jobDone, waiters []*getToken, now time.
 	}
 	a.logger().Warn("identity provider call failed", attrs...)
 	switch {
-	case rejected && !a.user:
+	case rejected && !a.user && j.grant != GrantDeviceCode:
+		// (A device code credential's probe for a login fails until
+		// someone signs in: its consumers were told when its refresh token
+		// died.)
 		a.publishFailed(e, now)
 	case rejected && a.cur != nil && j.verifier.Equal(a.cur.verifier):
 		// The password that got the token is no longer accepted: stop
@@ -452,6 +468,15 @@ func (a *credential) jobFailed(j *job, d jobDone, waiters []*getToken, now time.
 // and let the credential's own grant take over, now if anyone waits.
 func (a *credential) refreshTokenRejected(e *tokenbroker.Error, j *job, waiters []*getToken, now time.Time) {
 	a.rt = ""
+	if a.spec.Grant == GrantDeviceCode {
+		// Only a person can get a new one: say so, and answer 401 until then.
+		dead := *e
+		dead.Description = firstLine(e.Description) + "; " + loginNeeded(a.c.id).Description
+		a.publishFailed(&dead, now)
+		a.logger().Warn("refresh token rejected; the credential needs a new login", "error", e.OAuth)
+		a.requeue(waiters, now)
+		return
+	}
 	a.publishFailed(e, now)
 	a.logger().Warn("refresh token rejected; falling back to the credential's grant", "error", e.OAuth)
 	a.requeue(waiters, now)
@@ -548,12 +573,23 @@ func (a *credential) restored(m loaded) {
 	case m.err == nil && m.rec.AccessToken != "" && now.Before(m.rec.Expiry):
 		a.adopt(m.rec, now)
 		a.logger().Info("token restored from the store", "expires_in", m.rec.ExpiresIn(now))
+	case m.err == nil && m.rec.RefreshToken != "" && !a.user:
+		// The access token expired while no broker ran, but the refresh
+		// token may still work: for a device code credential it is the
+		// only way to a token short of a new login.
+		a.rt, a.rev = tokenbroker.Secret(m.rec.RefreshToken), m.rec.Revision
+		a.logger().Info("refresh token restored from the store; its access token had expired")
 	case m.err != nil && !errors.Is(m.err, store.ErrNotFound):
 		a.logger().Warn("could not read the stored token", "err", m.err)
 	}
 	waiters := a.waiters
 	a.waiters = nil
 	a.requeue(waiters, now)
+	if a.cur == nil && a.rt != "" && a.keptWarm() && a.inflight == nil {
+		// Only a refresh token came back: get its access token now, as
+		// the timer would have.
+		a.start(a.jobFor(Verifier{}, "", true, now), "")
+	}
 	a.schedule(now)
 }
 
@@ -581,8 +617,11 @@ func (a *credential) idle(now time.Time) bool { return now.Sub(a.c.lastUse()) >=
 
 // canRefresh reports whether the credential can get a new token with no
 // caller: with a refresh token, or with its own secret or password. A user
-// credential without a refresh token needs its caller's password.
-func (a *credential) canRefresh() bool { return a.rt != "" || !a.user }
+// credential without a refresh token needs its caller's password, a device
+// code credential a person's sign-in.
+func (a *credential) canRefresh() bool {
+	return a.rt != "" || (!a.user && a.spec.Grant != GrantDeviceCode)
+}
 
 // refreshable reports whether the timer keeps the token refreshed: there is
 // a token, no job in flight, a way to refresh without a caller, and a

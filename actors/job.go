@@ -35,6 +35,11 @@ type job struct {
 	verifier   Verifier // user credentials: the verifier of the password it uses
 	background bool     // started by the refresh timer, not by a caller
 	claims     string   // the caller's claims challenge, "" for none
+	// given, for GrantDeviceCode, are the tokens of a user's sign-in,
+	// stored and installed as if the IdP had just sent them; onDone is
+	// told once they are (or are not). See Router.Login.
+	given  *oauth.Token
+	onDone func(error)
 
 	id       string // credential_id
 	user     bool
@@ -160,8 +165,9 @@ func (j *job) awaitHolder(held *store.LeaseHeldError) *store.Record {
 // job would get: newer than the one held, not expired, and for a user
 // obtained with the same password.
 func (j *job) acceptable(rec *store.Record) bool {
-	if rec == nil || rec.AccessToken == "" || rec.Revision <= j.rev || j.claims != "" {
-		// A claims challenge is met only by a token asked for with it.
+	if rec == nil || rec.AccessToken == "" || rec.Revision <= j.rev || j.claims != "" || j.given != nil {
+		// A claims challenge is met only by a token asked for with it, and
+		// a user's fresh sign-in replaces whatever was stored.
 		return false
 	}
 	if !rec.Expiry.After(j.d.now()) || !rec.Expiry.After(j.expiry) {
@@ -201,6 +207,14 @@ func (j *job) call(password tokenbroker.Secret) (*oauth.Token, error) {
 		return nil, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, tokenbroker.OAuthInvalidRequest, "%s", err)
 	}
 	ep.Claims = claims
+	if j.grant == GrantDeviceCode {
+		if j.given != nil {
+			return j.given, nil
+		}
+		// No refresh token, and none stored by another broker (the lease
+		// holder looked): only a person can get one.
+		return nil, loginNeeded(j.id)
+	}
 	if j.grant == GrantClientAssertion {
 		if j.spec.AssertionFile != "" {
 			return client.FederatedAssertion(ctx, ep, j.spec.AssertionFile)

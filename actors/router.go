@@ -57,6 +57,9 @@ type Options struct {
 	// RequestTimeout bounds how long a request waits on its credential's
 	// actor; past it the caller gets a 504. Default 30 seconds.
 	RequestTimeout time.Duration
+	// Device runs the device authorization grant of GrantDeviceCode
+	// credentials (Login); nil uses Client when it is a DeviceClient.
+	Device DeviceClient
 	// Store keeps token state across restarts and shares it, with a lease
 	// per credential, among brokers; nil keeps it in memory only.
 	Store *store.Store
@@ -90,6 +93,7 @@ type Router struct {
 	named     atomic.Pointer[namedSet]
 	namedMu   sync.Mutex // serializes changes to named
 	nextNamed int        // the index of the next new name's cell key
+	logins    logins     // device code enrolments; see device.go
 
 	cells cellTable
 	count atomic.Int64
@@ -127,6 +131,9 @@ func NewRouter(opts Options) (*Router, error) {
 	}
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 30 * time.Second
+	}
+	if opts.Device == nil {
+		opts.Device, _ = opts.Client.(DeviceClient)
 	}
 	r := &Router{opts: opts}
 	r.deps = deps{

@@ -250,14 +250,18 @@ func (b *Broker) routerOptions(subjects wire.Subjects, idpHTTP *http.Client) (ac
 	if err != nil {
 		return actors.Options{}, fmt.Errorf("broker: actor engine: %w", err)
 	}
+	idp := oauth.NewClient(idpHTTP, cfg.IdPTimeout)
 	return actors.Options{
 		Engine: engine,
 		// Retries with backoff, Retry-After, a concurrency limit and a
 		// circuit breaker per token endpoint; every attempt is counted.
-		Client: guard.New(oauth.NewClient(idpHTTP, cfg.IdPTimeout), guard.Options{
+		Client: guard.New(idp, guard.Options{
 			OnAttempt:     b.metrics.IdPCall,
 			MaxConcurrent: cfg.IdPMaxConcurrent,
 		}),
+		// The device flow paces itself (interval, slow_down): no retries
+		// on top.
+		Device:         idp,
 		Publisher:      messaging.NewPublisher(b.nc, subjects, b.log, b.metrics),
 		Metrics:        b.metrics,
 		Keyring:        keys,
@@ -375,7 +379,7 @@ func (b *Broker) newCatalog(ro *actors.Options, idpHTTP *http.Client) error {
 	cat, err := catalog.New(catalog.Options{
 		ConfigFile: cfg.ConfigFile, Defaults: config.Credential{RefreshThreshold: cfg.Default.RefreshThreshold},
 		File: cfg.Credentials, Default: ro.Default, DefaultSecretFile: cfg.Default.ClientSecretFile,
-		Registry: b.registry, Broker: host, Metrics: b.metrics, Logger: b.log,
+		Registry: b.registry, Broker: host, ID: b.id(ro), Metrics: b.metrics, Logger: b.log,
 		Discovery: discovery.NewCache(idpHTTP, discovery.Options{OnStale: func(issuer string, err error) {
 			b.log.Warn("OIDC discovery failed; the document read before stays in use", "issuer", issuer, "err", err)
 		}}),
@@ -386,6 +390,15 @@ func (b *Broker) newCatalog(ro *actors.Options, idpHTTP *http.Client) error {
 	b.catalog = cat
 	ro.Named = cat.Specs()
 	return nil
+}
+
+// id is this broker's unique id: its name in leases when it keeps a store,
+// in the admin subjects only it answers (a login's wait) in any case.
+func (b *Broker) id(ro *actors.Options) string {
+	if ro.Owner == "" {
+		ro.Owner = uuid.NewString()
+	}
+	return ro.Owner
 }
 
 // Reload reads TOKENBROKER_CONFIG and every secret file again (SIGHUP): added,

@@ -75,6 +75,9 @@ type Options struct {
 	// Broker names this broker in the registry's records of who changed
 	// what, and in ls.
 	Broker string
+	// ID is this broker's unique id (a subject token), for the admin
+	// subjects only this broker answers; default Broker.
+	ID string
 	// PollInterval is how often secret files are checked; default 1 s.
 	PollInterval time.Duration
 	// Discovery resolves the credentials that give an issuer instead of a
@@ -376,7 +379,9 @@ func SpecOf(cr config.Credential, named bool) actors.Spec {
 		Secrets:          actors.NewSecrets(cr.ClientSecret, cr.NextClientSecret, cr.Password, cr.NextPassword),
 		AssertionFile:    cr.AssertionFile,
 		RefreshThreshold: cr.RefreshThreshold,
-		KeepWarm:         named && cr.KeepWarm,
+		// A device code credential's refresh token is all it has: it is
+		// kept refreshed, used or not, so that it does not lapse.
+		KeepWarm: named && (cr.KeepWarm || cr.Grant == config.GrantDeviceCode),
 	}
 }
 

@@ -24,6 +24,12 @@ type Admin interface {
 	Remove(ctx context.Context, name, caller string) (wire.AdminRmReply, *tokenbroker.Error)
 	List(ctx context.Context) (wire.AdminListReply, *tokenbroker.Error)
 	Show(ctx context.Context, name string) (wire.AdminCredentialInfo, *tokenbroker.Error)
+	// Login starts a device code enrolment on this broker; LoginWait waits
+	// (until ctx ends) for this broker's login of name to end. BrokerID
+	// names this broker in AdminLoginWait subjects.
+	Login(ctx context.Context, name, caller string) (wire.AdminLoginReply, *tokenbroker.Error)
+	LoginWait(ctx context.Context, name string) (wire.AdminLoginStatus, *tokenbroker.Error)
+	BrokerID() string
 }
 
 // adminTimeout bounds one admin command: a registry write on a JetStream
@@ -40,6 +46,9 @@ func (s *Service) addAdmin(svc micro.Service, subjects wire.Subjects, admin Admi
 	for _, ep := range []struct {
 		name, subject string
 		do            func(ctx context.Context, req micro.Request) (any, *tokenbroker.Error)
+		// wait: the handler may block up to wire.LoginWaitMax, so it runs
+		// on a goroutine of its own, not the endpoint's delivery one.
+		wait bool
 	}{
 		{"admin-credential-put", subjects.AdminCredentialPut(), func(ctx context.Context, req micro.Request) (any, *tokenbroker.Error) {
 			var body wire.AdminPutRequest
@@ -48,32 +57,51 @@ func (s *Service) addAdmin(svc micro.Service, subjects wire.Subjects, admin Admi
 				return nil, err
 			}
 			return admin.Put(ctx, body, callerOf(req))
-		}},
+		}, false},
 		{"admin-credential-rm", subjects.AdminCredentialRm(), func(ctx context.Context, req micro.Request) (any, *tokenbroker.Error) {
 			name, err := decodeName(req.Data())
 			if err != nil {
 				return nil, err
 			}
 			return admin.Remove(ctx, name, callerOf(req))
-		}},
+		}, false},
 		{"admin-credential-ls", subjects.AdminCredentialLs(), func(ctx context.Context, _ micro.Request) (any, *tokenbroker.Error) {
 			return admin.List(ctx)
-		}},
+		}, false},
 		{"admin-credential-show", subjects.AdminCredentialShow(), func(ctx context.Context, req micro.Request) (any, *tokenbroker.Error) {
 			name, err := decodeName(req.Data())
 			if err != nil {
 				return nil, err
 			}
 			return admin.Show(ctx, name)
-		}},
+		}, false},
+		{"admin-login", subjects.AdminLogin(), func(ctx context.Context, req micro.Request) (any, *tokenbroker.Error) {
+			name, err := decodeName(req.Data())
+			if err != nil {
+				return nil, err
+			}
+			reply, e := admin.Login(ctx, name, callerOf(req))
+			reply.WaitSubject = subjects.AdminLoginWait(reply.Broker)
+			return reply, e
+		}, false},
+		{"admin-login-wait", subjects.AdminLoginWait(admin.BrokerID()), func(ctx context.Context, req micro.Request) (any, *tokenbroker.Error) {
+			name, err := decodeName(req.Data())
+			if err != nil {
+				return nil, err
+			}
+			return admin.LoginWait(ctx, name)
+		}, true},
 	} {
-		do := ep.do
+		do, timeout := ep.do, adminTimeout
+		if ep.wait {
+			timeout = wire.LoginWaitMax
+		}
 		h := func(req micro.Request) {
 			if !s.replyAllowed(req.Reply()) {
 				s.drop(req.Reply())
 				return
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			reply, e := do(ctx, req)
 			if e != nil {
@@ -84,7 +112,11 @@ func (s *Service) addAdmin(svc micro.Service, subjects wire.Subjects, admin Admi
 				s.log.Warn("reply to admin request", "err", err)
 			}
 		}
-		if err := svc.AddEndpoint(ep.name, micro.HandlerFunc(h),
+		handler := h
+		if ep.wait {
+			handler = func(req micro.Request) { go h(req) }
+		}
+		if err := svc.AddEndpoint(ep.name, micro.HandlerFunc(handler),
 			micro.WithEndpointSubject(ep.subject), micro.WithEndpointQueueGroup(wire.QueueGroup)); err != nil {
 			return err
 		}

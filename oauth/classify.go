@@ -112,9 +112,14 @@ func Classify(err error) *tokenbroker.Error {
 	var rs *ResponseError
 	var te *TransportError
 	var af *AssertionFileError
+	var own *tokenbroker.Error
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &own):
+		// Decided by the broker itself, before any IdP call (a credential
+		// that needs a login, a claims challenge it cannot send).
+		return own
 	case errors.As(err, &af):
 		return tokenbroker.Errorf(tokenbroker.CodeRejected, tokenbroker.OAuthInvalidClient,
 			"the broker's federated assertion file %s", af.Reason)

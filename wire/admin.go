@@ -1,5 +1,7 @@
 package wire
 
+import "time"
+
 // The admin endpoints: how `tokenbroker credential` and `tokenbroker
 // login` talk to the brokers. They live on <prefix>.admin.> so that NATS
 // permissions can give operators and callers different rights: a caller
@@ -150,3 +152,55 @@ type AdminCredentialInfo struct {
 	// the file's hides.
 	Shadowed bool `json:"shadowed,omitempty"`
 }
+
+// adminLoginWait is followed by a broker's id: the login runs on the broker
+// that started it, so only that one can say how it stands.
+const adminLoginWait = ".admin.login.wait."
+
+// AdminLoginWait is the subject of the broker called broker on which an
+// AdminNameRequest waits for that broker's login of the credential, and is
+// answered with AdminLoginStatus. Each broker listens on its own, outside
+// the queue group.
+func (s Subjects) AdminLoginWait(broker string) string { return s.prefix() + adminLoginWait + broker }
+
+// AdminLoginReply is what a broker answers to AdminLogin (an
+// AdminNameRequest): what to show the person who signs in, and where to
+// wait for the outcome. It never holds the device code.
+type AdminLoginReply struct {
+	Name string `json:"name"`
+	// VerificationURI is where to sign in; VerificationURIComplete, when
+	// the IdP sent one, has the user code in it already.
+	VerificationURI         string `json:"verification_uri"`
+	VerificationURIComplete string `json:"verification_uri_complete,omitempty"`
+	UserCode                string `json:"user_code"`
+	// Message is the IdP's own instructions, when it sent any (Azure AD).
+	Message string `json:"message,omitempty"`
+	// ExpiresIn is how long, in seconds, the user has to sign in.
+	ExpiresIn int64 `json:"expires_in"`
+	// Broker is the id of the broker that polls the IdP, and WaitSubject
+	// its AdminLoginWait subject.
+	Broker      string `json:"broker"`
+	WaitSubject string `json:"wait_subject"`
+}
+
+// The states of AdminLoginStatus.
+const (
+	LoginPending = "pending" // not signed in yet: wait again
+	LoginDone    = "done"    // signed in: the credential is served
+	LoginDenied  = "denied"  // the user declined
+	LoginExpired = "expired" // the code expired first: start again
+	LoginFailed  = "failed"  // see Error and Description
+)
+
+// AdminLoginStatus is how a login stands. A wait is answered within
+// LoginWaitMax, pending when the login has not ended by then.
+type AdminLoginStatus struct {
+	Name        string `json:"name"`
+	State       string `json:"state"`
+	Error       string `json:"error,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// LoginWaitMax bounds how long a broker holds one login wait before it
+// answers pending, well within a NATS request's patience.
+const LoginWaitMax = 25 * time.Second

@@ -6,6 +6,7 @@
 //	tokenbroker watch [ID]        print token.refreshed and token.failed events
 //	tokenbroker status            show every broker's state
 //	tokenbroker credential ...    put, rm, ls or show credentials in the brokers' registry
+//	tokenbroker login NAME        sign a user in for a device_code credential
 //
 // Every command takes --help.
 package main

@@ -45,6 +45,7 @@ Commands:
   status  print every running broker's requests, errors and credentials
   demo-idp  serve only the demo's identity provider (for docker-compose.yml)
   credential  put, rm, ls or show the named credentials in the brokers' registry
+  login   sign a user in for a device_code credential (RFC 8628)
 
 Run 'tokenbroker COMMAND --help' for the flags of a command.
 `
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return demoIdP(ctx, args, e)
 	case "credential":
 		return credential(ctx, args, e)
+	case "login":
+		return loginCmd(ctx, args, e)
 	case "help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

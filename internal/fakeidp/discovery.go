@@ -140,7 +140,7 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, r *http.Request, issuerPa
 		"issuer":                        base + issuerPath,
 		"token_endpoint":                v2Base + "/token",
 		"device_authorization_endpoint": v2Base + "/devicecode",
-		"grant_types_supported":         []string{GrantPassword, GrantClientCredentials, GrantRefreshToken},
+		"grant_types_supported":         []string{GrantPassword, GrantClientCredentials, GrantRefreshToken, GrantDeviceCode},
 		"scopes_supported":              []string{"openid", "profile", "email", "offline_access"},
 	}
 	switch {

@@ -63,7 +63,7 @@ func TestDiscoveryDocuments(t *testing.T) {
 			if got := strs(doc["token_endpoint_auth_methods_supported"]); !reflect.DeepEqual(got, []string{"client_secret_post", "private_key_jwt", "client_secret_basic"}) {
 				t.Errorf("auth methods %v", got)
 			}
-			if got := strs(doc["grant_types_supported"]); !reflect.DeepEqual(got, []string{"password", "client_credentials", "refresh_token"}) {
+			if got := strs(doc["grant_types_supported"]); !reflect.DeepEqual(got, []string{"password", "client_credentials", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"}) {
 				t.Errorf("grant types %v", got)
 			}
 		})
