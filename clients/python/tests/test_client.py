@@ -72,6 +72,15 @@ class GetTokenTest(unittest.TestCase):
         self.assertNotEqual(after.access_token, before.access_token)
         self.assertNotEqual(after.action, "returned existing token")
 
+    def test_a_claims_challenge_gets_a_new_token(self):
+        before = get_token(broker.credential, url=broker.url)
+        challenge = '{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}'
+        after = get_token(broker.credential, url=broker.url, claims=challenge)
+        self.assertNotEqual(after.access_token, before.access_token)
+        with self.assertRaises(TokenBrokerError) as cm:
+            get_token(broker.credential, url=broker.url, claims="not a JSON object")
+        self.assertEqual((cm.exception.status, cm.exception.error), (400, "invalid_request"))
+
     def test_min_ttl_beyond_the_lifetime_is_refused(self):
         # The demo's tokens live 3 s: no token can stay valid an hour.
         with self.assertRaises(TokenBrokerError) as cm:

@@ -138,6 +138,7 @@ def get_token(
     url: str = DEFAULT_URL,
     min_ttl: Optional[int] = None,
     force_refresh: bool = False,
+    claims: Optional[str] = None,
     timeout: float = 10,
     ssl_context: Optional[ssl.SSLContext] = None,
 ) -> Token:
@@ -146,7 +147,10 @@ def get_token(
     Give either credential, a named credential, or username and password,
     a pass-through request of the default profile. min_ttl asks for a token
     that stays valid at least that many seconds; force_refresh skips the
-    broker's cache (after a resource refused the cached token). timeout
+    broker's cache (after a resource refused the cached token). claims is a
+    claims challenge a resource answered with (WWW-Authenticate's claims,
+    base64 or decoded JSON): the broker skips its cache and asks the IdP
+    with it. timeout
     bounds connecting and each read, in seconds. ssl_context verifies an
     https gateway (default: the system's trust store).
 
@@ -162,6 +166,8 @@ def get_token(
         body["min_ttl"] = int(min_ttl)
     if force_refresh:
         body["force_refresh"] = True
+    if claims:
+        body["claims"] = claims
     data = json.dumps(body).encode("utf-8")
 
     conn, prefix = _connect(url, timeout, ssl_context)

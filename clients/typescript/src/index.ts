@@ -94,6 +94,12 @@ export interface GetTokenOptions {
   minTtl?: number;
   /** Skip the broker's cache (`force_refresh`): for a caller whose token a resource refused. */
   forceRefresh?: boolean;
+  /**
+   * A claims challenge a resource answered with (the `claims` of its
+   * `WWW-Authenticate` header, base64 or decoded JSON): the broker skips its
+   * cache and asks the IdP with it (continuous access evaluation).
+   */
+  claims?: string;
   /** Milliseconds to wait for the answer; {@link DEFAULT_TIMEOUT} when absent or not positive. */
   timeout?: number;
   /** The broker's SUBJECT_PREFIX; {@link DEFAULT_SUBJECT_PREFIX} when absent or empty. */
@@ -390,6 +396,7 @@ function requestOf(creds: Credentials, opts: GetTokenOptions): { subject: string
   const options: Record<string, unknown> = {};
   if (opts.forceRefresh) options.force_refresh = true;
   if (opts.minTtl) options.min_ttl = opts.minTtl;
+  if (opts.claims) options.claims = opts.claims;
   const name = creds.credential ?? "";
   if (name && !creds.username && !creds.password && CREDENTIAL_NAME.test(name)) {
     return { subject: `${prefix}.request.${name}`, body: JSON.stringify(options) };

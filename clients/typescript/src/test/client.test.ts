@@ -116,6 +116,17 @@ test("a username and password's token, from the cache, and force_refresh", async
   assert.notEqual(forced.action, Action.Existing, "force_refresh skips the cache");
 });
 
+test("a claims challenge gets a new token; one that is not JSON is a 400", async () => {
+  const before = await getToken(nc, { credential: DEMO_APP }, { timeout: REQUEST_TIMEOUT });
+  const challenge = '{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}';
+  const after = await getToken(nc, { credential: DEMO_APP }, { claims: challenge, timeout: REQUEST_TIMEOUT });
+  assert.notEqual(after.accessToken, before.accessToken, "a claims challenge skips the cache");
+  await assert.rejects(
+    getToken(nc, { credential: DEMO_APP }, { claims: "not a JSON object", timeout: REQUEST_TIMEOUT }),
+    brokerError(Code.InvalidRequest, "invalid_request"),
+  );
+});
+
 test("min_ttl the IdP's tokens cannot meet is a 400", async () => {
   await assert.rejects(
     getToken(nc, { credential: DEMO_APP }, { minTtl: 10 * LIFETIME_SECONDS, timeout: REQUEST_TIMEOUT }),
