@@ -30,8 +30,11 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/metrics"
+	"github.com/tokenbroker/tokenbroker/tracing"
 )
 
 // Options configure the gateway's handler.
@@ -277,42 +280,52 @@ func (h *handler) requestToken(w http.ResponseWriter, r *http.Request) {
 	// Token answers carry secrets: no cache may keep them, nor an error
 	// that a retry would change.
 	w.Header().Set("Cache-Control", "no-store")
+	// Off, tracing costs this load and branch: no header is read. tr's
+	// methods do nothing on nil.
+	var tr *tracing.Request
+	if tracing.Enabled() {
+		tr = startTrace(r)
+	}
 
 	if !jsonBody(r) {
 		// Before reading the body: a cross-site form post is refused
 		// on its headers.
 		w.Header().Set("Accept", "application/json")
+		e := tokenbroker.Errorf(http.StatusUnsupportedMediaType, tokenbroker.OAuthInvalidRequest,
+			"the body must be JSON, sent with Content-Type: application/json")
 		h.refused(r, http.StatusUnsupportedMediaType)
-		writeJSON(w, http.StatusUnsupportedMediaType, tokenbroker.EncodeError(tokenbroker.Errorf(
-			http.StatusUnsupportedMediaType, tokenbroker.OAuthInvalidRequest,
-			"the body must be JSON, sent with Content-Type: application/json")))
+		writeJSON(w, http.StatusUnsupportedMediaType, tokenbroker.EncodeError(e))
+		endTrace(tr, http.StatusUnsupportedMediaType, e)
 		return
 	}
 	if r.ContentLength > tokenbroker.MaxRequestBytes {
 		// Known to be too large before reading a byte of it.
-		h.refuse(w, r, tooLarge())
+		h.refuse(w, r, tr, tooLarge())
 		return
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, tokenbroker.MaxRequestBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			h.refuse(w, r, tooLarge())
+			h.refuse(w, r, tr, tooLarge())
 			return
 		}
-		h.refuse(w, r, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, tokenbroker.OAuthInvalidRequest, "could not read the request body"))
+		h.refuse(w, r, tr, tokenbroker.Errorf(tokenbroker.CodeInvalidRequest, tokenbroker.OAuthInvalidRequest, "could not read the request body"))
 		return
 	}
 	req, err := tokenbroker.DecodeRequest(data)
 	if err != nil {
-		h.refuse(w, r, tokenbroker.AsError(err))
+		h.refuse(w, r, tr, tokenbroker.AsError(err))
 		return
 	}
 	// For the audit trail: who asked, as the connection tells. RemoteAddr
 	// is already host:port, and assigning it costs nothing.
 	req.Transport, req.Caller = tokenbroker.TransportHTTP, r.RemoteAddr
+	if tr != nil && req.Credential != "" {
+		tr.SetCredential(req.Credential)
+	}
 
-	rep := &replier{ch: make(chan answer, 1)}
+	rep := &replier{ch: make(chan answer, 1), trace: tr}
 	h.svc.Serve(req, rep)
 
 	var a answer
@@ -322,10 +335,12 @@ func (h *handler) requestToken(w http.ResponseWriter, r *http.Request) {
 		// The client is gone: nobody to answer, and no outcome worth
 		// counting as the broker's. The answer, when it comes, lands in
 		// the buffered channel and is collected with it.
+		tr.Abandon()
 		return
 	}
 	if a.err != nil {
 		h.fail(w, a.err)
+		endTrace(tr, status(a.err), a.err)
 		return
 	}
 	if a.action == tokenbroker.ActionExisting {
@@ -334,14 +349,20 @@ func (h *handler) requestToken(w http.ResponseWriter, r *http.Request) {
 		h.metrics.Request(metrics.TransportHTTP, metrics.OutcomeOK, a.action)
 	}
 	writeJSON(w, http.StatusOK, a.body)
+	if tr != nil {
+		tr.SetAttributes(attribute.Int("http.response.status_code", http.StatusOK))
+		tr.Respond(a.action, a.body)
+	}
 }
 
 // refuse answers a request the gateway refuses before the Service sees it
 // with e, and records it: the Service records the answers it gives, so
-// these would otherwise be missing from the trail.
-func (h *handler) refuse(w http.ResponseWriter, r *http.Request, e *tokenbroker.Error) {
+// these would otherwise be missing from the trail. tr is the request's
+// trace, nil when untraced.
+func (h *handler) refuse(w http.ResponseWriter, r *http.Request, tr *tracing.Request, e *tokenbroker.Error) {
 	h.refused(r, status(e))
 	h.fail(w, e)
+	endTrace(tr, status(e), e)
 }
 
 // refused records a refusal of r with status, which has no credential id:
@@ -411,8 +432,12 @@ type answer struct {
 // channel of capacity 1, so that Respond and Fail never block, even when the
 // handler has stopped waiting (the client is gone).
 type replier struct {
-	ch chan answer
+	ch    chan answer
+	trace *tracing.Request // nil when untraced
 }
+
+// Trace implements tracing.Traced, for the actor that answers.
+func (r *replier) Trace() *tracing.Request { return r.trace }
 
 // Respond implements tokenbroker.Replier. body is copied: the Service may
 // reuse it once Respond returns.

@@ -4,9 +4,12 @@ import (
 	"log/slog"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/metrics"
+	"github.com/tokenbroker/tokenbroker/tracing"
 	"github.com/tokenbroker/tokenbroker/wire"
 )
 
@@ -20,7 +23,10 @@ type Publisher struct {
 	metrics  *metrics.Metrics
 }
 
-var _ tokenbroker.Publisher = (*Publisher)(nil)
+var (
+	_ tokenbroker.Publisher = (*Publisher)(nil)
+	_ tracing.Publisher     = (*Publisher)(nil)
+)
 
 // NewPublisher returns a Publisher on nc; m, which may be nil, counts the
 // events published.
@@ -33,27 +39,47 @@ func NewPublisher(nc *nats.Conn, subjects wire.Subjects, log *slog.Logger, m *me
 
 // PublishRefreshed implements tokenbroker.Publisher.
 func (p *Publisher) PublishRefreshed(e tokenbroker.RefreshedEvent) {
+	p.PublishRefreshedUnder(trace.SpanContext{}, e)
+}
+
+// PublishRefreshedUnder implements tracing.Publisher: with a valid parent
+// (and tracing on), publishing is a span under it, whose traceparent the
+// message carries, so that a consumer can link to the refresh.
+func (p *Publisher) PublishRefreshedUnder(parent trace.SpanContext, e tokenbroker.RefreshedEvent) {
 	msg, err := wire.EncodeRefreshed(p.subjects, e)
-	p.publish(p.subjects.Refreshed(e.CredentialID), msg, err)
+	var span trace.Span
+	if err == nil {
+		span = tracePublish(parent, msg.Subject, e.CredentialID, e.EventID, wire.HeaderCarrier(msg.Header))
+	}
+	err = p.publish(p.subjects.Refreshed(e.CredentialID), msg, err)
 	p.metrics.Event(metrics.EventRefreshed)
+	if span != nil {
+		if err != nil {
+			span.SetStatus(codes.Error, "publish failed")
+		}
+		span.End()
+	}
 }
 
 // PublishFailed implements tokenbroker.Publisher.
 func (p *Publisher) PublishFailed(e tokenbroker.FailedEvent) {
 	msg, err := wire.EncodeFailed(p.subjects, e)
-	p.publish(p.subjects.Failed(e.CredentialID), msg, err)
+	_ = p.publish(p.subjects.Failed(e.CredentialID), msg, err)
 	p.metrics.Event(metrics.EventFailed)
 }
 
 // publish sends an event encoded by wire, the encoding the Go client
-// decodes. It does not wait for the server: nats.go buffers the message,
-// and a broker that lost its connection resends it on reconnect.
-func (p *Publisher) publish(subject string, msg *nats.Msg, err error) {
+// decodes, and returns why it could not. It does not wait for the
+// server: nats.go buffers the message, and a broker that lost its
+// connection resends it on reconnect.
+func (p *Publisher) publish(subject string, msg *nats.Msg, err error) error {
 	if err != nil {
 		p.log.Error("encode event", "subject", subject, "err", err)
-		return
+		return err
 	}
 	if err := p.nc.PublishMsg(msg); err != nil {
 		p.log.Warn("publish event", "subject", subject, "err", err)
+		return err
 	}
+	return nil
 }

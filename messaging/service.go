@@ -16,6 +16,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/metrics"
+	"github.com/tokenbroker/tokenbroker/tracing"
 	"github.com/tokenbroker/tokenbroker/wire"
 )
 
@@ -246,20 +247,33 @@ func (h *handler) handle(req micro.Request) {
 		s.drop(req.Reply())
 		return
 	}
+	// Off, tracing costs this load and branch: no header is read.
+	var tr *tracing.Request
+	if tracing.Enabled() {
+		tr = startTrace(req)
+	}
 	r, err := h.decode(req)
 	if err != nil {
-		h.refuse(req, tokenbroker.AsError(err))
+		e := tokenbroker.AsError(err)
+		h.refuse(req, e)
+		tr.Fail(e)
 		return
 	}
 	r.Transport = tokenbroker.TransportNATS
 	if s.audit != nil { // the caller is for the audit trail alone
 		r.Caller = callerOf(req)
 	}
+	if tr != nil && r.Credential != "" {
+		tr.SetCredential(r.Credential)
+	}
 	rep := h.spare
 	if rep == nil {
 		rep = &replier{s: s}
 	}
 	rep.req = req
+	if tr != nil {
+		rep.trace = tr // before the actor may see rep
+	}
 	if s.fast != nil {
 		// The request is resolved once: a hit is appended to the one
 		// buffer the handler owns (Respond copies it out), a miss goes on
@@ -272,6 +286,10 @@ func (h *handler) handle(req micro.Request) {
 			s.metrics.CacheHit(metrics.TransportNATS)
 			if err := req.Respond(body); err != nil {
 				s.log.Warn("reply to token request", "err", err)
+			}
+			if tr != nil {
+				rep.trace = nil // the spare serves the next request
+				tr.Respond(tokenbroker.ActionExisting, body)
 			}
 			return
 		}
@@ -359,8 +377,9 @@ func callerOf(req micro.Request) string {
 // lock, so a late answer is published on the connection directly, with the
 // same micro error headers. Either way the Service counts it.
 type replier struct {
-	s   *Service
-	req micro.Request
+	s     *Service
+	req   micro.Request
+	trace *tracing.Request // nil when not traced
 
 	mu       sync.Mutex
 	returned bool
@@ -383,7 +402,11 @@ func (r *replier) Respond(action string, body []byte) {
 	if err != nil {
 		r.s.log.Warn("reply to token request", "err", err)
 	}
+	r.trace.Respond(action, body)
 }
+
+// Trace implements tracing.Traced, for the actor that answers.
+func (r *replier) Trace() *tracing.Request { return r.trace }
 
 func (r *replier) Fail(e *tokenbroker.Error) {
 	code := strconv.Itoa(e.Code)
@@ -412,4 +435,5 @@ func (r *replier) Fail(e *tokenbroker.Error) {
 	if err != nil {
 		r.s.log.Warn("reply to token request", "err", err)
 	}
+	r.trace.Fail(e)
 }
