@@ -16,6 +16,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/oauth"
 	"github.com/tokenbroker/tokenbroker/policy"
 	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/tracing"
 )
 
 // host is the Router as a credential actor sees it: the three things an
@@ -216,6 +217,7 @@ func (a *credential) serve(g *getToken, now time.Time) {
 	if a.inflight == nil && !a.loading {
 		j := a.jobFor(g.verifier, g.req.Username, false, now)
 		j.claims = g.req.Claims
+		j.parent = tracing.Of(g.rep)
 		a.start(j, g.req.Password)
 	}
 }
@@ -280,6 +282,7 @@ func (a *credential) finished(d jobDone) {
 	now := a.d.now()
 	waiters := a.waiters
 	a.waiters = nil
+	traceAnswers(waiters, &d)
 	if j.onDone != nil {
 		switch {
 		case j.gen != a.gen:
@@ -367,7 +370,7 @@ func (a *credential) accept(j *job, d jobDone, now time.Time) {
 	}
 	a.rev = d.rev
 	a.install(tok.Token, v, now)
-	a.d.publisher.PublishRefreshed(tokenbroker.RefreshedEvent{
+	publishRefreshed(a.d.publisher, d.span, tokenbroker.RefreshedEvent{
 		EventID:      uuid.NewString(),
 		CredentialID: a.c.id,
 		AccessToken:  a.cur.tok.AccessToken,

@@ -9,6 +9,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/oauth"
 	"github.com/tokenbroker/tokenbroker/store"
+	"github.com/tokenbroker/tokenbroker/tracing"
 )
 
 // job is one acquisition of a token: how it is obtained, what the callers
@@ -51,14 +52,19 @@ type job struct {
 	rev      uint64             // store revision of the token held when the job started
 	d        *deps
 	log      *slog.Logger
+	// parent is the trace of the caller the job was started for, whose
+	// span the job's spans hang under; nil for none (see startTrace).
+	parent *tracing.Request
 }
 
 // run obtains the token, using password for a password grant. The password
 // lives in this goroutine only, for the call.
 func (j *job) run(password tokenbroker.Secret) jobDone {
 	began := time.Now()
+	endTrace := j.startTrace()
 	d := j.obtain(password)
 	d.seq, d.took = j.seq, time.Since(began)
+	endTrace(&d)
 	return d
 }
 

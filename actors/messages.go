@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/oauth"
 	"github.com/tokenbroker/tokenbroker/store"
@@ -22,18 +24,23 @@ type getToken struct {
 	id       string
 	spec     *Spec
 	deadline time.Time // past it the caller gets a 504
+	// afterFailure is set, with tracing on, when the last job g waited
+	// on failed: a held token it is then served is stale.
+	afterFailure bool
 }
 
 // respond answers with a token that came from source. The record comes
 // first, so that an audit trail read after an answer holds it.
 func (g *getToken) respond(action, source string, body []byte) {
 	g.record("ok", source, action)
+	g.noteTrace(source)
 	g.rep.Respond(action, body)
 	g.done()
 }
 
 func (g *getToken) fail(err *tokenbroker.Error) {
 	g.record(strconv.Itoa(err.Code), "", "")
+	g.noteTrace("")
 	g.rep.Fail(err)
 	g.done()
 }
@@ -61,6 +68,9 @@ type jobDone struct {
 	rec  *store.Record
 	err  error
 	took time.Duration
+	// span is the span the job's spans hung under, the refreshed event's
+	// parent; invalid when the job was not traced.
+	span trace.SpanContext
 }
 
 // release zeroes the token and the record the message carries, once the

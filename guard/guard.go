@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/oauth"
+	"github.com/tokenbroker/tokenbroker/tracing"
 )
 
 // Defaults for the zero fields of Options.
@@ -250,8 +251,9 @@ func (c *Client) endpoint(key string) *endpoint {
 }
 
 // do runs call, one IdP call per attempt, under ep's breaker and
-// concurrency limit, retrying temporary failures.
-func (c *Client) do(ctx context.Context, ep oauth.Endpoint, grant string, call func(context.Context) (*oauth.Token, error)) (*oauth.Token, error) {
+// concurrency limit, retrying temporary failures. With tracing on, the
+// whole of it is one span (tracing.SpanIdP) under ctx's.
+func (c *Client) do(ctx context.Context, ep oauth.Endpoint, grant string, call func(context.Context) (*oauth.Token, error)) (_ *oauth.Token, err error) {
 	key, ok := endpointKey(ep.TokenURL)
 	if !ok {
 		// A token URL that does not parse is refused by oauth.Client
@@ -266,6 +268,11 @@ func (c *Client) do(ctx context.Context, ep oauth.Endpoint, grant string, call f
 	ctx, cancel := context.WithTimeout(ctx, c.oc.Timeout())
 	defer cancel()
 	e := c.endpoint(key)
+	var t *idpTrace // nil: not traced, and its methods do nothing
+	if tracing.Enabled() {
+		ctx, t = startIdPTrace(ctx, grant, key, e.state(c.opts.Now()))
+		defer func() { t.end(err, e.state(c.opts.Now())) }()
+	}
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		// Fail fast before queueing for a slot: a caller must not wait
@@ -313,6 +320,7 @@ func (c *Client) do(ctx context.Context, ep oauth.Endpoint, grant string, call f
 		if c.opts.OnAttempt != nil {
 			c.opts.OnAttempt(grant, outcome, d)
 		}
+		t.attempted(outcome, err, d)
 		if err == nil {
 			return tok, nil
 		}
@@ -338,6 +346,7 @@ func (c *Client) do(ctx context.Context, ep oauth.Endpoint, grant string, call f
 			// fall back on) than by it at its deadline.
 			return nil, err
 		}
+		t.retrying(wait)
 		if c.opts.Sleep(ctx, wait) != nil {
 			return nil, err
 		}

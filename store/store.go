@@ -33,8 +33,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/tracing"
 )
 
 // Defaults of Options.
@@ -349,16 +353,35 @@ func (s *Store) Get(ctx context.Context, credentialID string) (*Record, error) {
 // Put stores r, encrypted with the current key, whatever is stored now, and
 // returns its new revision. r itself is not modified. Use Update where a
 // concurrent write must not be overwritten.
-func (s *Store) Put(ctx context.Context, r *Record) (uint64, error) {
+func (s *Store) Put(ctx context.Context, r *Record) (rev uint64, err error) {
+	// Under a traced request or refresh, the write is a span of its own.
+	if tracing.Enabled() {
+		var span trace.Span
+		if ctx, span = tracing.StartChild(ctx, tracing.SpanStorePut, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(tracing.Credential.String(r.CredentialID), attribute.String("tokenbroker.store.bucket", s.bucket))); span != nil {
+			defer func() { endPut(span, rev, err) }()
+		}
+	}
 	value, err := s.encode(r)
 	if err != nil {
 		return 0, err
 	}
-	rev, err := s.kv.Put(ctx, r.CredentialID, value)
+	rev, err = s.kv.Put(ctx, r.CredentialID, value)
 	if err != nil {
 		return 0, fmt.Errorf("store: put %s: %w", r.CredentialID, err)
 	}
 	return rev, nil
+}
+
+// endPut ends a write's span with its revision or its failure, named
+// without the error's text: the record's contents stay out of traces.
+func endPut(span trace.Span, rev uint64, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, "store write failed")
+	} else {
+		span.SetAttributes(attribute.Int64("tokenbroker.store.revision", int64(rev)))
+	}
+	span.End()
 }
 
 // Update stores r only if the record is still at lastRevision, and returns
