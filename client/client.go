@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/wire"
@@ -126,7 +128,9 @@ func (e *NoReplyError) Unwrap() []error { return []error{e.Broker, e.Err} }
 //     ended first (errors.Is(err, context.DeadlineExceeded) holds).
 //
 // The request itself is checked by the broker, not here: an invalid one
-// gets the broker's 400.
+// gets the broker's 400. When ctx carries an OpenTelemetry span, the
+// request carries its traceparent, so the broker's spans join the
+// caller's trace.
 func (c *Client) Token(ctx context.Context, req tokenbroker.Request) (*tokenbroker.Reply, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -134,7 +138,20 @@ func (c *Client) Token(ctx context.Context, req tokenbroker.Request) (*tokenbrok
 		defer cancel()
 	}
 	subject, data := wire.RequestMsg(c.subjects, req)
-	msg, err := c.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: data})
+	out := &nats.Msg{Subject: subject, Data: data}
+	// A caller inside a span of its own gets the broker's span for this
+	// request as its child: W3C traceparent in the request's headers,
+	// written by the propagator the application installed
+	// (otel.SetTextMapPropagator). Without a span nothing is written, and
+	// nothing allocated.
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		h := nats.Header{}
+		otel.GetTextMapPropagator().Inject(ctx, wire.HeaderCarrier(h))
+		if len(h) > 0 { // none without a propagator installed
+			out.Header = h
+		}
+	}
+	msg, err := c.nc.RequestMsgWithContext(ctx, out)
 	if err != nil {
 		return nil, c.noReply(ctx, subject, err)
 	}
