@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/broker"
 	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/tracing"
 )
 
 const serveHelp = `Usage: tokenbroker [serve] [flags]
@@ -20,6 +21,7 @@ Runs the broker: answers token requests on NATS (SUBJECT_PREFIX.request) and
 publishes refreshed tokens. Without NATS_URL it starts an embedded NATS server
 on NATS_LISTEN. Every flag has an environment variable; flags win.
 SIGHUP reads TOKENBROKER_CONFIG and every secret file again.
+OTEL_EXPORTER_OTLP_ENDPOINT turns on OpenTelemetry traces (README, Tracing).
 Other commands: demo, token, watch, status, credential, demo-idp ('tokenbroker help').
 
 `
@@ -48,6 +50,23 @@ func runBroker(ctx context.Context, cfg *config.Config, e env, started func(*bro
 	log := newLogger(cfg, e.stderr)
 	// hollywood logs through the default logger; route it to ours.
 	slog.SetDefault(log)
+	// Traces, when OTEL_EXPORTER_OTLP_ENDPOINT asks for them: on before
+	// the broker serves, flushed after it stopped.
+	stopTracing, err := tracing.Setup(ctx)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "tokenbroker: %v\n", err)
+		return exitUsage
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(fctx); err != nil {
+			log.Warn("tracing: spans not flushed at exit", "err", err)
+		}
+	}()
+	if tracing.Enabled() {
+		log.Info("tracing: spans are exported over OTLP/HTTP (OTEL_EXPORTER_OTLP_*)")
+	}
 	b, err := broker.Start(cfg, broker.Options{Logger: log})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "tokenbroker: %v\n", err)
