@@ -5,80 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/tokenbroker/tokenbroker/store"
 )
-
-// permissionError is a permissions violation the server reported while the
-// registry was opening. It matches store.ErrNotPermitted, so that a broker
-// tells an operator about a missing permission the same way whichever
-// bucket lacks it, and wraps the violation (nats.ErrPermissionViolation),
-// which names the subject.
-type permissionError struct{ err error }
-
-func (e *permissionError) Error() string {
-	return "registry: the NATS user may not use a subject the credential registry needs: " + e.err.Error()
-}
-
-// Is makes a *permissionError match store.ErrNotPermitted besides what it
-// wraps.
-func (e *permissionError) Is(target error) bool { return target == store.ErrNotPermitted }
-
-func (e *permissionError) Unwrap() error { return e.err }
-
-// watchPermissions returns a context that is cancelled, with a
-// *permissionError as its cause, as soon as the NATS server reports a
-// permissions violation on one of the registry's subjects. The server drops
-// a refused request and tells the client only asynchronously, so without
-// this every refused operation would wait for its context to end, and then
-// fail as a timeout that names nothing. stop restores nc's error handler,
-// which is still called in the meantime.
-func watchPermissions(ctx context.Context, nc *nats.Conn) (_ context.Context, stop func()) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	prev := nc.ErrorHandler()
-	inbox := nc.NewInbox()
-	inbox = inbox[:strings.LastIndexByte(inbox, '.')+1]
-	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
-		if prev != nil {
-			prev(c, sub, err)
-		}
-		if errors.Is(err, nats.ErrPermissionViolation) && ours(err.Error(), inbox) {
-			cancel(&permissionError{err: err})
-		}
-	})
-	return ctx, func() {
-		nc.SetErrorHandler(prev)
-		cancel(nil)
-	}
-}
-
-// ours reports whether a permissions violation names a subject the registry
-// uses: the JetStream API, a KV bucket, or an inbox of the connection
-// (where JetStream answers and a watch is delivered), rather than one of
-// whatever else shares the connection.
-func ours(violation, inbox string) bool {
-	for _, s := range []string{`"$JS.`, `"$KV.`, `"` + inbox} {
-		if strings.Contains(violation, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// notPermitted returns the permissions violation that ended ctx, if one did,
-// and err otherwise: an operation that was waiting fails with the context's
-// cancellation, which says less than the violation.
-func notPermitted(ctx context.Context, err error) error {
-	var perm *permissionError
-	if errors.As(context.Cause(ctx), &perm) {
-		return perm
-	}
-	return err
-}
 
 // accessProbeKey is the key the access check reads, fails to write and
 // watches. It cannot be a credential's name ("=" is in none), so nothing of

@@ -152,12 +152,12 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Registry, er
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	ctx, stop := watchPermissions(ctx, js.Conn())
+	ctx, stop := store.WatchPermissions(ctx, js.Conn(), "registry: the NATS user may not use a subject the credential registry needs")
 	defer stop()
 	r, err := open(ctx, js, o)
 	// A refusal counts even when it failed nothing Open waited for, such as
 	// the deletion of the access check's consumer.
-	if err = notPermitted(ctx, err); err != nil {
+	if err = store.NotPermitted(ctx, err); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -16,27 +16,33 @@ import (
 // subject; it also matches nats.ErrPermissionViolation.
 var ErrNotPermitted = errors.New("store: the NATS user may not use a subject the token state needs")
 
-// permissionError is a permissions violation the server reported while the
-// store was opening.
-type permissionError struct{ err error }
-
-func (e *permissionError) Error() string {
-	return ErrNotPermitted.Error() + ": " + e.err.Error()
+// permissionError is a permissions violation the server reported while a
+// bucket was opening; what says whose (ErrNotPermitted's message for the
+// store's own).
+type permissionError struct {
+	what string
+	err  error
 }
 
-// Is makes a *permissionError match ErrNotPermitted besides what it wraps.
+func (e *permissionError) Error() string { return e.what + ": " + e.err.Error() }
+
+// Is makes a *permissionError match ErrNotPermitted besides what it wraps,
+// so that a broker tells an operator about a missing permission the same
+// way whichever bucket lacks it.
 func (e *permissionError) Is(target error) bool { return target == ErrNotPermitted }
 
 func (e *permissionError) Unwrap() error { return e.err }
 
-// watchPermissions returns a context that is cancelled, with a
-// *permissionError as its cause, as soon as the NATS server reports a
-// permissions violation on one of the store's subjects. The server drops a
-// refused request and tells the client only asynchronously, so without this
-// every refused operation would wait for its context to end, and then fail
-// as a timeout that names nothing. stop restores nc's error handler, which is
-// still called in the meantime.
-func watchPermissions(ctx context.Context, nc *nats.Conn) (_ context.Context, stop func()) {
+// WatchPermissions returns a context that is cancelled, with an error that
+// starts with what and matches ErrNotPermitted as its cause, as soon as the
+// NATS server reports a permissions violation on one of the subjects a
+// JetStream bucket uses. The server drops a refused request and tells the
+// client only asynchronously, so without this every refused operation
+// would wait for its context to end, and then fail as a timeout that names
+// nothing. stop restores nc's error handler, which is still called in the
+// meantime. NotPermitted reads the cause back. The store uses it, and the
+// credential registry for its own bucket.
+func WatchPermissions(ctx context.Context, nc *nats.Conn, what string) (_ context.Context, stop func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	prev := nc.ErrorHandler()
 	inbox := nc.NewInbox()
@@ -46,7 +52,7 @@ func watchPermissions(ctx context.Context, nc *nats.Conn) (_ context.Context, st
 			prev(c, sub, err)
 		}
 		if errors.Is(err, nats.ErrPermissionViolation) && ours(err.Error(), inbox) {
-			cancel(&permissionError{err: err})
+			cancel(&permissionError{what: what, err: err})
 		}
 	})
 	return ctx, func() {
@@ -55,10 +61,10 @@ func watchPermissions(ctx context.Context, nc *nats.Conn) (_ context.Context, st
 	}
 }
 
-// ours reports whether a permissions violation names a subject the store
+// ours reports whether a permissions violation names a subject a bucket
 // uses: the JetStream API, a KV bucket, or an inbox of the connection
-// (where JetStream answers), rather than one of whatever else shares the
-// connection.
+// (where JetStream answers and a watch is delivered), rather than one of
+// whatever else shares the connection.
 func ours(violation, inbox string) bool {
 	for _, s := range []string{`"$JS.`, `"$KV.`, `"` + inbox} {
 		if strings.Contains(violation, s) {
@@ -68,10 +74,11 @@ func ours(violation, inbox string) bool {
 	return false
 }
 
-// notPermitted returns the permissions violation that ended ctx, if one did,
-// and err otherwise: an operation that was waiting fails with the context's
-// cancellation, which says less than the violation.
-func notPermitted(ctx context.Context, err error) error {
+// NotPermitted returns the permissions violation that ended ctx (a
+// WatchPermissions context), if one did, and err otherwise: an operation
+// that was waiting fails with the context's cancellation, which says less
+// than the violation.
+func NotPermitted(ctx context.Context, err error) error {
 	var perm *permissionError
 	if errors.As(context.Cause(ctx), &perm) {
 		return perm

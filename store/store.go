@@ -202,12 +202,12 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	if o.Bucket == o.LeaseBucket {
 		return nil, fmt.Errorf("store: bucket and lease bucket are both %q", o.Bucket)
 	}
-	ctx, stop := watchPermissions(ctx, js.Conn())
+	ctx, stop := WatchPermissions(ctx, js.Conn(), ErrNotPermitted.Error())
 	defer stop()
 	s, err := open(ctx, js, o)
 	// A refusal counts even when it failed nothing Open waited for, such as
 	// the deletion of a scan's consumer.
-	if err = notPermitted(ctx, err); err != nil {
+	if err = NotPermitted(ctx, err); err != nil {
 		return nil, err
 	}
 	return s, nil
