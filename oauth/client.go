@@ -185,24 +185,9 @@ func (c *Client) Exchange(ctx context.Context, ep Endpoint, form url.Values) (*T
 // reach an error: body's, and the secret and header when they are not in
 // body.
 func (c *Client) post(ctx context.Context, tokenURL, safeURL string, body url.Values, basic string, redact url.Values) (*Token, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(body.Encode()))
+	resp, data, err := c.postForm(ctx, tokenURL, safeURL, "token URL", body, basic)
 	if err != nil {
-		return nil, fmt.Errorf("%w: token URL %s: cannot build request", ErrInvalidArgument, safeURL)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if basic != "" {
-		req.Header.Set("Authorization", basic)
-	}
-
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, transportError(ctx, safeURL, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return nil, transportError(ctx, safeURL, err)
+		return nil, err
 	}
 	now := c.now()
 	tok, err := interpret(resp, data, now)
@@ -215,6 +200,32 @@ func (c *Client) post(ctx context.Context, tokenURL, safeURL string, body url.Va
 		return nil, err
 	}
 	return tok, nil
+}
+
+// postForm sends body, form-encoded, to target (safeURL in errors, what
+// naming it) with an Authorization header of basic when not "", and reads
+// the answer, at most maxBody+1 bytes of it: a token or a device
+// authorization request alike.
+func (c *Client) postForm(ctx context.Context, target, safeURL, what string, body url.Values, basic string) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(body.Encode()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s %s: cannot build request", ErrInvalidArgument, what, safeURL)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if basic != "" {
+		req.Header.Set("Authorization", basic)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, nil, transportError(ctx, safeURL, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, nil, transportError(ctx, safeURL, err)
+	}
+	return resp, data, nil
 }
 
 // interpret maps a response to a token or one of the typed errors.

@@ -12,8 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -256,23 +254,9 @@ func (c *Client) authenticateDevice(ctx context.Context, ep Endpoint, deviceURL,
 // request, and reads the answer: a 2xx as a device authorization response,
 // anything else as interpret reads a token endpoint's error.
 func (c *Client) postDevice(ctx context.Context, deviceURL, safeURL string, body url.Values, basic string, redact url.Values) (*DeviceAuthorization, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, deviceURL, strings.NewReader(body.Encode()))
+	resp, data, err := c.postForm(ctx, deviceURL, safeURL, "device authorization URL", body, basic)
 	if err != nil {
-		return nil, fmt.Errorf("%w: device authorization URL %s: cannot build request", ErrInvalidArgument, safeURL)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if basic != "" {
-		req.Header.Set("Authorization", basic)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, transportError(ctx, safeURL, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return nil, transportError(ctx, safeURL, err)
+		return nil, err
 	}
 	now := c.now()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {

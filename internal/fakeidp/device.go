@@ -128,32 +128,17 @@ func (s *Server) DeviceVerificationURL() string { return s.url + "/devicelogin" 
 // DeviceAuthorizationCalls returns how many requests reached either device
 // authorization endpoint so far, failed ones included. Polls are token
 // calls: CallsFor(GrantDeviceCode) counts them.
-func (s *Server) DeviceAuthorizationCalls() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.dev.calls
-}
+func (s *Server) DeviceAuthorizationCalls() int64 { return s.locked(&s.dev.calls) }
 
 // FailDeviceAuthorization makes the next n device authorization requests
 // fail with f, as Fail does for token calls (n < 0: until
 // ClearDeviceAuthorizationFailures). Polls, being token calls, take Fail's
 // failures, not these.
-func (s *Server) FailDeviceAuthorization(f Failure, n int) {
-	if n == 0 {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.dev.failures = append(s.dev.failures, &pending{f: f, n: n})
-}
+func (s *Server) FailDeviceAuthorization(f Failure, n int) { s.queue(&s.dev.failures, f, n) }
 
 // ClearDeviceAuthorizationFailures drops every failure queued by
 // FailDeviceAuthorization.
-func (s *Server) ClearDeviceAuthorizationFailures() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.dev.failures = nil
-}
+func (s *Server) ClearDeviceAuthorizationFailures() { s.clearQueue(&s.dev.failures) }
 
 // PendingDeviceCodes returns the user codes ("ABCD-EFGH") of the device
 // authorizations awaiting the user, unexpired by the Server's clock, oldest

@@ -55,30 +55,15 @@ func (s *Server) DeviceAuthorizationURL() string {
 
 // DiscoveryCalls returns how many requests reached either discovery
 // document so far, failed ones included.
-func (s *Server) DiscoveryCalls() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.disc.calls
-}
+func (s *Server) DiscoveryCalls() int64 { return s.locked(&s.disc.calls) }
 
 // FailDiscovery makes the next n discovery requests fail with f, as Fail
 // does for token calls (n < 0: until ClearDiscoveryFailures). The token
 // endpoints are not affected, nor is Fail's queue by discovery requests.
-func (s *Server) FailDiscovery(f Failure, n int) {
-	if n == 0 {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.disc.failures = append(s.disc.failures, &pending{f: f, n: n})
-}
+func (s *Server) FailDiscovery(f Failure, n int) { s.queue(&s.disc.failures, f, n) }
 
 // ClearDiscoveryFailures drops every failure queued by FailDiscovery.
-func (s *Server) ClearDiscoveryFailures() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.disc.failures = nil
-}
+func (s *Server) ClearDiscoveryFailures() { s.clearQueue(&s.disc.failures) }
 
 // handleDiscovery adds the discovery documents to mux.
 func (s *Server) handleDiscovery(mux *http.ServeMux) {
@@ -150,4 +135,29 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, r *http.Request, issuerPa
 		doc["token_endpoint_auth_methods_supported"] = methods
 	}
 	writeJSON(w, http.StatusOK, doc)
+}
+
+// queue adds f for the next n requests to the failure queue q, as Fail
+// does (n < 0: until cleared).
+func (s *Server) queue(q *[]*pending, f Failure, n int) {
+	if n == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	*q = append(*q, &pending{f: f, n: n})
+}
+
+// clearQueue drops every failure queued in q.
+func (s *Server) clearQueue(q *[]*pending) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	*q = nil
+}
+
+// locked reads a counter guarded by s.mu.
+func (s *Server) locked(n *int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return *n
 }
