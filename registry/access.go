@@ -2,11 +2,11 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tokenbroker/tokenbroker/store"
 )
 
 // accessProbeKey is the key the access check reads, fails to write and
@@ -21,16 +21,8 @@ const accessProbeKey = "tokenbroker=access-check"
 // (no key ever reaches that revision), so nothing is written; a scan, as
 // List and Rekey run, and a watch, as Watch runs, both of that one key.
 func (r *Registry) checkAccess(ctx context.Context) error {
-	if _, err := r.kv.Get(ctx, accessProbeKey); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("registry: read bucket %s: %w", r.bucket, err)
-	}
-	_, err := r.kv.Update(ctx, accessProbeKey, nil, math.MaxInt64)
-	switch {
-	case err == nil:
-		// Never: the revision does not exist. Remove what was written.
-		_ = r.kv.Purge(ctx, accessProbeKey)
-	case !casFailed(err):
-		return fmt.Errorf("registry: write bucket %s: %w", r.bucket, err)
+	if err := store.CheckAccess(ctx, r.kv, "registry"); err != nil {
+		return err
 	}
 	if err := r.scanKeys(ctx, accessProbeKey, func(scanned) error { return nil }); err != nil {
 		return fmt.Errorf("registry: read bucket %s: %w", r.bucket, err)

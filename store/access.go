@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -91,24 +92,60 @@ func NotPermitted(ctx context.Context, err error) error {
 // read finds nothing and nothing of a credential is touched.
 const accessProbeKey = "tokenbroker=access-check"
 
-// checkAccess does, harmlessly, each kind of operation on a bucket that the
-// store does later, so that a NATS user lacking a permission fails Open
-// rather than stalling the first request that needs it: a read of a key that
-// no record has, and a compare-and-set write that cannot succeed (no key
-// ever reaches that revision), so nothing is written. CheckKeys then runs a
-// consumer on the tokens bucket, as Watch and the scans do.
-func checkAccess(ctx context.Context, kv jetstream.KeyValue) error {
-	if _, err := kv.Get(ctx, accessProbeKey); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("store: read bucket %s: %w", kv.Bucket(), err)
+// CheckAccess does, harmlessly, each kind of operation on a bucket that the
+// store (or, for its own bucket, the credential registry) does later, so
+// that a NATS user lacking a permission fails Open rather than stalling the
+// first request that needs it: a read of a key that no record has, and a
+// compare-and-set write that cannot succeed (no key ever reaches that
+// revision), so nothing is written. what prefixes its errors. The store's
+// CheckKeys then runs a consumer on the tokens bucket, as Watch and the
+// scans do.
+func CheckAccess(ctx context.Context, kv jetstream.KeyValue, what string) error {
+	err := untilLeader(ctx, func() error {
+		_, err := kv.Get(ctx, accessProbeKey)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s: read bucket %s: %w", what, kv.Bucket(), err)
 	}
-	_, err := kv.Update(ctx, accessProbeKey, nil, math.MaxInt64)
-	switch {
-	case err == nil:
-		// Never: the revision does not exist. Remove what was written.
-		_ = kv.Purge(ctx, accessProbeKey)
-		return nil
-	case casFailed(err):
-		return nil
+	err = untilLeader(ctx, func() error {
+		_, err := kv.Update(ctx, accessProbeKey, nil, math.MaxInt64)
+		switch {
+		case err == nil:
+			// Never: the revision does not exist. Remove what was written.
+			_ = kv.Purge(ctx, accessProbeKey)
+			return nil
+		case casFailed(err):
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s: write bucket %s: %w", what, kv.Bucket(), err)
 	}
-	return fmt.Errorf("store: write bucket %s: %w", kv.Bucket(), err)
+	return nil
+}
+
+// untilLeader runs op again while it fails for want of a responder, until
+// ctx ends: a bucket just created on a cluster has no stream leader for a
+// moment (an election), and its requests then find nobody to answer them.
+func untilLeader(ctx context.Context, op func() error) error {
+	wait := 20 * time.Millisecond
+	for {
+		err := op()
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
 }

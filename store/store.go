@@ -241,7 +241,7 @@ func open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 		return nil, fmt.Errorf("store: open lease bucket %s: %w", o.LeaseBucket, err)
 	}
 	for _, b := range []jetstream.KeyValue{kv, leases} {
-		if err := checkAccess(ctx, b); err != nil {
+		if err := CheckAccess(ctx, b, "store"); err != nil {
 			return nil, err
 		}
 	}
