@@ -38,9 +38,7 @@ func newStateKey(t *testing.T) []byte {
 
 // withCRM adds the named credential crm-prod, at idp, to cfg.
 func withCRM(cfg *config.Config, idp *fakeidp.Server) *config.Config {
-	cfg.Credentials = []config.Credential{{Name: secCredential, Grant: config.GrantClientCredentials,
-		TokenEndpoint: idp.V2TokenURL(), ClientID: secClientID, ClientSecret: tokenbroker.Secret(secClientSecret),
-		Scope: secScope, RefreshThreshold: 10 * time.Minute, KeepWarm: true}}
+	cfg.Credentials = secCredentials(idp)
 	return cfg
 }
 
@@ -66,11 +64,7 @@ func askCRM(t *testing.T, url string) tokenbroker.Reply {
 func TestExampleConfigKeepsDurableState(t *testing.T) {
 	setExamplePasswords(t)
 	loadExampleConfig(t)
-	idp, err := fakeidp.Start(fakeidp.WithClient(secClientID, secClientSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
+	idp := startSecIdP(t)
 	key, dataDir := newStateKey(t), t.TempDir()
 	durable := func() *config.Config {
 		cfg := withCRM(exampleBrokerConfig(exampleNATSConfig, "broker", secBrokerPassword), idp)
@@ -133,11 +127,7 @@ var quoted = regexp.MustCompile(`"([^"]+)"`)
 // or starting and then stalling every request.
 func TestExampleConfigWithoutAJetStreamPermissionFailsPromptly(t *testing.T) {
 	setExamplePasswords(t)
-	idp, err := fakeidp.Start(fakeidp.WithClient(secClientID, secClientSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
+	idp := startSecIdP(t)
 	publish, subscribe := brokerJetStreamPermissions(t)
 
 	type removal struct{ publish, subscribe string }
@@ -248,11 +238,7 @@ func assertRestored(t *testing.T, b *broker.Broker, got, again tokenbroker.Reply
 // it in its registry with nothing refused, and a caller gets its token.
 func TestExampleConfigLetsTheAdminPutACredential(t *testing.T) {
 	setExamplePasswords(t)
-	idp, err := fakeidp.Start(fakeidp.WithClient(secClientID, secClientSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
+	idp := startSecIdP(t)
 	cfg := exampleBrokerConfig(exampleNATSConfig, "broker", secBrokerPassword)
 	cfg.Key, cfg.DataDir = newStateKey(t), t.TempDir()
 	b := brokertest.StartBroker(t, cfg, broker.Options{})

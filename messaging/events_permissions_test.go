@@ -15,9 +15,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/broker"
-	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/internal/brokertest"
-	"github.com/tokenbroker/tokenbroker/internal/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/natstest"
 	"github.com/tokenbroker/tokenbroker/internal/testkit"
 )
@@ -102,17 +100,11 @@ func TestExampleConfigsLetTheBrokerReadItsEvents(t *testing.T) {
 func TestExampleConfigEventsStreamOverHTTP(t *testing.T) {
 	setExamplePasswords(t)
 	loadExampleConfig(t)
-	idp, err := fakeidp.Start(fakeidp.WithClient(secClientID, secClientSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
+	idp := startSecIdP(t)
 
 	cfg := exampleBrokerConfig(exampleNATSConfig, "broker", secBrokerPassword)
 	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Credentials = []config.Credential{{Name: secCredential, Grant: config.GrantClientCredentials,
-		TokenEndpoint: idp.V2TokenURL(), ClientID: secClientID, ClientSecret: tokenbroker.Secret(secClientSecret),
-		Scope: secScope, RefreshThreshold: 10 * time.Minute, KeepWarm: true}}
+	cfg.Credentials = secCredentials(idp)
 	logs := &testkit.LogBuffer{}
 	b := brokertest.StartBroker(t, cfg, broker.Options{Logger: logs.Logger()})
 	caller := connectAs(t, b.ClientURL(), "caller", secCallerPassword, nil)

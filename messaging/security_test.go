@@ -171,6 +171,24 @@ func exampleBrokerConfig(natsConfig, user, password string) *config.Config {
 	return cfg
 }
 
+// startSecIdP runs the fake IdP with the examples' client, until t ends.
+func startSecIdP(t *testing.T) *fakeidp.Server {
+	t.Helper()
+	idp, err := fakeidp.Start(fakeidp.WithClient(secClientID, secClientSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Close)
+	return idp
+}
+
+// secCredentials is the examples' one named credential, on idp.
+func secCredentials(idp *fakeidp.Server) []config.Credential {
+	return []config.Credential{{Name: secCredential, Grant: config.GrantClientCredentials,
+		TokenEndpoint: idp.V2TokenURL(), ClientID: secClientID, ClientSecret: tokenbroker.Secret(secClientSecret),
+		Scope: secScope, RefreshThreshold: 10 * time.Minute, KeepWarm: true}}
+}
+
 // startRefused starts a broker on cfg, which must fail, and returns why. A
 // broker that starts after all is stopped before the test fails.
 func startRefused(t *testing.T, cfg *config.Config) error {
@@ -313,16 +331,10 @@ func TestExampleConfigPermissions(t *testing.T) {
 func TestExampleConfigWithBroker(t *testing.T) {
 	setExamplePasswords(t)
 	loadExampleConfig(t)
-	idp, err := fakeidp.Start(fakeidp.WithClient(secClientID, secClientSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
+	idp := startSecIdP(t)
 
 	cfg := exampleBrokerConfig(exampleNATSConfig, "broker", secBrokerPassword)
-	cfg.Credentials = []config.Credential{{Name: secCredential, Grant: config.GrantClientCredentials,
-		TokenEndpoint: idp.V2TokenURL(), ClientID: secClientID, ClientSecret: tokenbroker.Secret(secClientSecret),
-		Scope: secScope, RefreshThreshold: 10 * time.Minute, KeepWarm: true}}
+	cfg.Credentials = secCredentials(idp)
 	logs := &testkit.LogBuffer{}
 	b := brokertest.StartBroker(t, cfg, broker.Options{Logger: logs.Logger()})
 	url := b.ClientURL()
