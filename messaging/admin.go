@@ -36,6 +36,10 @@ type Admin interface {
 // cluster, at most.
 const adminTimeout = 15 * time.Second
 
+// MaxLoginWaits is how many login waits a broker holds at once; more are
+// answered 429 at once.
+const MaxLoginWaits = 64
+
 // maxAdminBody bounds an admin request: a put of many credentials with
 // their certificates fits well below it.
 const maxAdminBody = 1 << 20
@@ -114,7 +118,26 @@ func (s *Service) addAdmin(svc micro.Service, subjects wire.Subjects, admin Admi
 		}
 		handler := h
 		if ep.wait {
-			handler = func(req micro.Request) { go h(req) }
+			// Each wait holds a goroutine for up to LoginWaitMax: a bounded
+			// number, so that a flood of waits cannot pile them up.
+			slots := make(chan struct{}, MaxLoginWaits)
+			handler = func(req micro.Request) {
+				select {
+				case slots <- struct{}{}:
+					go func() {
+						defer func() { <-slots }()
+						h(req)
+					}()
+				default:
+					if !s.replyAllowed(req.Reply()) {
+						s.drop(req.Reply())
+						return
+					}
+					e := tokenbroker.Errorf(tokenbroker.CodeTooMany, tokenbroker.OAuthTemporarilyUnavailable,
+						"%d login waits are held on this broker already; wait again shortly", MaxLoginWaits)
+					_ = req.Error(strconv.Itoa(e.Code), wire.HeaderValue(e.Description), tokenbroker.EncodeError(e))
+				}
+			}
 		}
 		if err := svc.AddEndpoint(ep.name, micro.HandlerFunc(handler),
 			micro.WithEndpointSubject(ep.subject), micro.WithEndpointQueueGroup(wire.QueueGroup)); err != nil {
