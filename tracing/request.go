@@ -124,35 +124,28 @@ func (r *Request) SetAttributes(attrs ...attribute.KeyValue) {
 // is "returned existing token" (a cache hit), and is a miss otherwise; its
 // credential, when unknown, is read from the reply's credential_id.
 func (r *Request) Respond(action string, body []byte) {
-	if r == nil {
+	if r == nil { // untraced: not even the closure
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.ended {
-		return
-	}
-	r.ended = true
-	cache, source := r.cache, r.source
-	if cache == "" {
-		cache, source = CacheMiss, ""
-		if action == tokenbroker.ActionExisting {
-			cache, source = CacheHit, tokenbroker.SourceCache
+	r.end(func(cache, source, credential string) ([]attribute.KeyValue, string) {
+		if cache == "" {
+			cache, source = CacheMiss, ""
+			if action == tokenbroker.ActionExisting {
+				cache, source = CacheHit, tokenbroker.SourceCache
+			}
 		}
-	}
-	credential := r.credential
-	if credential == "" {
-		credential = credentialOf(body)
-	}
-	attrs := []attribute.KeyValue{Outcome.String("ok"), Action.String(action), Cache.String(cache)}
-	if source != "" {
-		attrs = append(attrs, Source.String(source))
-	}
-	if credential != "" {
-		attrs = append(attrs, Credential.String(credential))
-	}
-	r.span.SetAttributes(attrs...)
-	r.span.End()
+		if credential == "" {
+			credential = credentialOf(body)
+		}
+		attrs := []attribute.KeyValue{Outcome.String("ok"), Action.String(action), Cache.String(cache)}
+		if source != "" {
+			attrs = append(attrs, Source.String(source))
+		}
+		if credential != "" {
+			attrs = append(attrs, Credential.String(credential))
+		}
+		return attrs, ""
+	})
 }
 
 // Fail ends the span of a request answered with e. A server error (5xx)
@@ -160,34 +153,45 @@ func (r *Request) Respond(action string, body []byte) {
 // job, and leaves it unset, as OpenTelemetry's conventions have it for
 // servers.
 func (r *Request) Fail(e *tokenbroker.Error) {
-	if r == nil {
+	if r == nil { // untraced: not even the closure
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.ended {
-		return
-	}
-	r.ended = true
-	attrs := []attribute.KeyValue{Outcome.String(strconv.Itoa(e.Code)), Error.String(e.OAuth)}
-	if r.cache != "" {
-		attrs = append(attrs, Cache.String(r.cache))
-	}
-	if r.credential != "" {
-		attrs = append(attrs, Credential.String(r.credential))
-	}
-	r.span.SetAttributes(attrs...)
-	if e.Code >= 500 {
-		// The OAuth code, not the description: the IdP's own words may
-		// run long, and they are in the broker's log.
-		r.span.SetStatus(codes.Error, e.OAuth)
-	}
-	r.span.End()
+	r.end(func(cache, _, credential string) ([]attribute.KeyValue, string) {
+		attrs := []attribute.KeyValue{Outcome.String(strconv.Itoa(e.Code)), Error.String(e.OAuth)}
+		if cache != "" {
+			attrs = append(attrs, Cache.String(cache))
+		}
+		if credential != "" {
+			attrs = append(attrs, Credential.String(credential))
+		}
+		if e.Code >= 500 {
+			// The OAuth code, not the description: the IdP's own words may
+			// run long, and they are in the broker's log.
+			return attrs, e.OAuth
+		}
+		return attrs, ""
+	})
 }
 
 // Abandon ends the span of a request whose caller left before the answer
 // (an HTTP client that hung up). The answer, when it comes, is dropped.
 func (r *Request) Abandon() {
+	if r == nil { // untraced: not even the closure
+		return
+	}
+	r.end(func(_, _, credential string) ([]attribute.KeyValue, string) {
+		attrs := []attribute.KeyValue{Outcome.String("abandoned")}
+		if credential != "" {
+			attrs = append(attrs, Credential.String(credential))
+		}
+		return attrs, ""
+	})
+}
+
+// end ends the span once, whichever of Respond, Fail and Abandon comes
+// first, with the attributes attrs makes from what was noted; a non-empty
+// errStatus sets the span's status to Error with it.
+func (r *Request) end(attrs func(cache, source, credential string) ([]attribute.KeyValue, string)) {
 	if r == nil {
 		return
 	}
@@ -197,9 +201,10 @@ func (r *Request) Abandon() {
 		return
 	}
 	r.ended = true
-	r.span.SetAttributes(Outcome.String("abandoned"))
-	if r.credential != "" {
-		r.span.SetAttributes(Credential.String(r.credential))
+	kv, errStatus := attrs(r.cache, r.source, r.credential)
+	r.span.SetAttributes(kv...)
+	if errStatus != "" {
+		r.span.SetStatus(codes.Error, errStatus)
 	}
 	r.span.End()
 }
