@@ -45,17 +45,16 @@ type LoginStatus struct {
 // login is one device code enrolment in progress or ended on this broker.
 type login struct {
 	done   chan struct{} // closed when status is final
+	once   sync.Once     // the poll and a replacing login may both finish it
 	status LoginStatus
 	cancel context.CancelFunc
 }
 
 func (l *login) finish(st LoginStatus) {
-	select {
-	case <-l.done:
-	default:
+	l.once.Do(func() {
 		l.status = st
 		close(l.done)
-	}
+	})
 }
 
 // logins are the enrolments this broker runs, by credential name: the
